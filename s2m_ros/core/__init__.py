@@ -1,0 +1,1 @@
+"""The ROS-free algorithm of s2m_ros: numpy + OpenCV only, no rclpy, no torch."""
