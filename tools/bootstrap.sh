@@ -79,6 +79,10 @@ S2M_PYTHON=$BASE_PY to try the ROS wheels that PyPI also has for cp310/cp312/cp3
 fi
 
 # ---- 3. build ---------------------------------------------------------------
+for tool in cmake make cc c++; do
+    command -v "$tool" >/dev/null || die "'$tool' not found: the message build needs CMake and a C/C++ compiler \
+(Debian/Ubuntu: apt install cmake build-essential)"
+done
 say "colcon build"
 mkdir -p "$ROOT/log"
 colcon --log-base "$ROOT/log" build --paths "$ROOT" --build-base "$ROOT/build" --install-base "$ROOT/install" \

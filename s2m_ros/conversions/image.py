@@ -43,7 +43,7 @@ def _encoding_info(encoding, field="Image.encoding"):
 def image_to_numpy(msg, max_pixels=MAX_PIXELS_DEFAULT):
     """Decode a ``sensor_msgs/Image`` into a numpy array (native byte order).
 
-    The result may be a read-only view of the message buffer when no copy is
+    The result is a read-only view of the message buffer when no copy is
     needed (no row padding, native byte order): copy it before writing to it.
     """
     dtype, channels = _encoding_info(msg.encoding)
@@ -68,16 +68,13 @@ def image_to_numpy(msg, max_pixels=MAX_PIXELS_DEFAULT):
     arr = rows.view(wire).reshape((height, width) if channels == 1 else (height, width, channels))
     if itemsize > 1 and not wire.isnative:
         arr = arr.astype(wire.newbyteorder("="))
+    elif np.shares_memory(arr, data):
+        arr.flags.writeable = False  # a view of the message buffer: writing would change the message
     return arr
 
 
-def numpy_to_image(arr, encoding, header=None, step=None, is_bigendian=False):
-    """Build a ``sensor_msgs/Image`` from an array whose dtype and shape match ``encoding``.
-
-    ``step`` may exceed the packed row size to produce padded rows (zero bytes).
-    """
-    from sensor_msgs.msg import Image
-
+def _check_array(arr, encoding):
+    """``arr`` as an array whose dtype and shape match ``encoding`` ((H, W, 1) is squeezed to (H, W))."""
     dtype, channels = _encoding_info(encoding, field="encoding")
     arr = np.asarray(arr)
     if arr.dtype != np.dtype(dtype):
@@ -88,6 +85,17 @@ def numpy_to_image(arr, encoding, header=None, step=None, is_bigendian=False):
     if arr.ndim != expected_ndim or (channels > 1 and arr.shape[2] != channels):
         raise ConversionError("array.shape", arr.shape, "encoding %s needs %s" % (
             encoding, "(H, W)" if channels == 1 else "(H, W, %d)" % channels))
+    return arr, dtype, channels
+
+
+def numpy_to_image(arr, encoding, header=None, step=None, is_bigendian=False):
+    """Build a ``sensor_msgs/Image`` from an array whose dtype and shape match ``encoding``.
+
+    ``step`` may exceed the packed row size to produce padded rows (zero bytes).
+    """
+    from sensor_msgs.msg import Image
+
+    arr, dtype, channels = _check_array(arr, encoding)
     height, width = arr.shape[:2]
     row_bytes = width * channels * arr.dtype.itemsize
     step = row_bytes if step is None else int(step)
@@ -174,11 +182,17 @@ def numpy_to_compressed(arr, encoding, fmt="jpeg", header=None, quality=90):
 
     if fmt not in ("jpeg", "png"):
         raise ConversionError("fmt", fmt, "supported: jpeg, png")
-    dtype, channels = _encoding_info(encoding, field="encoding")
-    arr = np.asarray(arr)
-    if arr.dtype != np.dtype(dtype):
-        raise ConversionError("array.dtype", str(arr.dtype), "encoding %s needs %s" % (encoding, np.dtype(dtype).name))
+    arr, dtype, channels = _check_array(arr, encoding)
+    if arr.size == 0:
+        raise ConversionError("array.shape", arr.shape, "image has no pixels")
+    # OpenCV silently saturates unsupported depths to 8 bits: refuse them instead.
+    supported = (np.uint8,) if fmt == "jpeg" else (np.uint8, np.uint16)
+    if dtype not in supported:
+        raise ConversionError("encoding", encoding, "%s cannot hold %s pixels" % (fmt, np.dtype(dtype).name))
     if channels == 3:
+        bgr = to_bgr8(arr, encoding)
+        target = "bgr8"
+    elif channels == 4 and fmt == "jpeg":  # jpeg has no alpha channel
         bgr = to_bgr8(arr, encoding)
         target = "bgr8"
     elif channels == 4:
@@ -188,7 +202,10 @@ def numpy_to_compressed(arr, encoding, fmt="jpeg", header=None, quality=90):
         bgr = arr
         target = encoding
     params = [cv2.IMWRITE_JPEG_QUALITY, int(quality)] if fmt == "jpeg" else []
-    ok, buf = cv2.imencode(".jpg" if fmt == "jpeg" else ".png", bgr, params)
+    try:
+        ok, buf = cv2.imencode(".jpg" if fmt == "jpeg" else ".png", bgr, params)
+    except cv2.error:
+        ok = False
     if not ok:
         raise ConversionError("array", "%s %s" % (arr.dtype, arr.shape), "OpenCV could not encode it as %s" % fmt)
     msg = CompressedImage()

@@ -95,7 +95,10 @@ def msg_to_frame_masks(msg):
             if (int(m.mask.width), int(m.mask.height)) != (w, h):
                 raise ConversionError("OodMaskArray.masks[%d].mask" % i, "%dx%d" % (m.mask.width, m.mask.height),
                                       "size differs from roi %dx%d" % (w, h))
-            crop = image_to_numpy(m.mask) > 0
+            try:
+                crop = image_to_numpy(m.mask) > 0
+            except ConversionError as exc:
+                raise ConversionError("OodMaskArray.masks[%d].mask" % i, exc.value, str(exc)) from None
         masks.append(InstanceMask(id=int(m.id), roi=box, mask=crop, anomaly_score=float(m.anomaly_score),
                                   contrast=float(m.contrast), quality=float(m.quality), prompt_box=_box(m.prompt_box)))
     return FrameMasks(stamp_ns=stamp_to_ns(msg.header.stamp), frame_id=str(msg.header.frame_id),
@@ -110,7 +113,8 @@ def _yaw_to_quaternion(yaw):
 
 
 def _quaternion_to_yaw(q):
-    return math.atan2(2.0 * (q.w * q.z + q.x * q.y), 1.0 - 2.0 * (q.y * q.y + q.z * q.z))
+    yaw = math.atan2(2.0 * (q.w * q.z + q.x * q.y), 1.0 - 2.0 * (q.y * q.y + q.z * q.z))
+    return math.pi if yaw <= -math.pi else yaw  # (-pi, pi]: atan2(-0.0, -1) gives -pi
 
 
 def obstacle_frame_to_msg(frame):

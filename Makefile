@@ -1,0 +1,31 @@
+# s2m_ros: the two commands of the README, and their parts.
+#   make demo   set up (venv + ROS 2 wheels + colcon build) and run the main job
+#   make test   set up and run the test suite
+SHELL := /bin/bash
+.SHELLFLAGS := -eo pipefail -c
+PYTEST_ARGS ?=
+ENV := . tools/env.sh &&
+
+.PHONY: all setup build test demo lock clean
+all: test
+
+# venv with pinned packages, CMake fix-up, colcon build (idempotent, ~5 s when done)
+setup build:
+	@tools/bootstrap.sh
+
+test: build
+	@$(ENV) pytest -ra $(PYTEST_ARGS)
+
+demo: build
+	@$(ENV) tools/selfcheck.sh
+
+# re-pin constraints.txt from a fresh resolution of requirements.txt
+lock:
+	@rm -rf /tmp/s2m-lock && python3.11 -m venv /tmp/s2m-lock \
+	&& /tmp/s2m-lock/bin/pip install -q -r requirements.txt \
+	&& { echo "# Exact versions for requirements.txt, verified on CPython 3.11 (Debian 12, x86_64), $$(date +%F)."; \
+	     echo "# Regenerate: make lock"; /tmp/s2m-lock/bin/pip freeze; } > constraints.txt \
+	&& echo "constraints.txt updated"
+
+clean:
+	rm -rf build install log .venv

@@ -1,0 +1,130 @@
+"""Shared test fixtures: loopback-only ROS, private domain, node subprocesses, data paths."""
+import os
+import pathlib
+import signal
+import subprocess
+import time
+
+import pytest
+
+# Loopback only, and a domain of our own so parallel sessions never see each other.
+os.environ["ROS_AUTOMATIC_DISCOVERY_RANGE"] = "LOCALHOST"
+os.environ.setdefault("ROS_DOMAIN_ID", str(20 + os.getpid() % 80))
+os.environ.setdefault("RMW_IMPLEMENTATION", "rmw_fastrtps_cpp")
+
+REPO = pathlib.Path(__file__).resolve().parents[1]
+SHARED_DATA = REPO.parent / "shared" / "data"
+os.environ.setdefault("ROS_LOG_DIR", str(REPO / "log" / "ros-test"))
+
+
+def package_prefix():
+    from ament_index_python.packages import get_package_prefix
+
+    return pathlib.Path(get_package_prefix("s2m_ros"))
+
+
+def package_share():
+    from ament_index_python.packages import get_package_share_directory
+
+    return pathlib.Path(get_package_share_directory("s2m_ros"))
+
+
+@pytest.fixture(scope="session")
+def prefix():
+    return package_prefix()
+
+
+@pytest.fixture(scope="session")
+def share():
+    return package_share()
+
+
+@pytest.fixture
+def shared_data():
+    if not SHARED_DATA.is_dir():
+        pytest.skip("../shared/data is absent (real-data tests need it beside the repository)")
+    return SHARED_DATA
+
+
+@pytest.fixture
+def rclpy_context():
+    """A fresh rclpy context per test (verified stable under CI conditions)."""
+    import rclpy
+
+    context = rclpy.Context()
+    rclpy.init(context=context)
+    yield context
+    rclpy.try_shutdown(context=context)
+
+
+class NodeProcess:
+    """An installed node executable running in its own process; output captured to a file."""
+
+    def __init__(self, exe, args, log_path, env=None):
+        self.log_path = log_path
+        self._log = open(log_path, "w")
+        self.proc = subprocess.Popen([str(exe)] + list(args), stdout=self._log, stderr=subprocess.STDOUT,
+                                     env=env or os.environ.copy(), start_new_session=True)
+
+    def output(self):
+        if not self._log.closed:
+            self._log.flush()
+        return pathlib.Path(self.log_path).read_text()
+
+    def wait_for_output(self, text, timeout=15.0):
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if text in self.output():
+                return True
+            if self.proc.poll() is not None:
+                return text in self.output()
+            time.sleep(0.05)
+        return False
+
+    def stop(self, sig=signal.SIGINT, timeout=15.0):
+        """Send ``sig`` (to this PID only) and return the exit code; kill if it does not exit."""
+        if self.proc.poll() is None:
+            self.proc.send_signal(sig)
+            try:
+                self.proc.wait(timeout)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait(5)
+                raise AssertionError("%s did not exit within %.0f s of %s:\n%s" % (
+                    self.proc.args[0], timeout, sig.name, self.output()))
+        self._log.close()
+        return self.proc.returncode
+
+
+@pytest.fixture
+def start_node(tmp_path, prefix):
+    """Factory: start_node("s2m_node", "--ros-args", ...) -> NodeProcess, stopped at teardown."""
+    procs = []
+
+    def _start(exe_name, *args, env=None):
+        exe = prefix / "lib" / "s2m_ros" / exe_name
+        proc = NodeProcess(exe, args, tmp_path / ("%s-%d.log" % (exe_name, len(procs))), env=env)
+        procs.append(proc)
+        return proc
+
+    yield _start
+    for proc in procs:
+        if proc.proc.poll() is None:
+            proc.stop()
+
+
+def spin_until(node, predicate, timeout=10.0, executor=None):
+    """Spin ``node`` until ``predicate()`` is true; returns the final predicate value."""
+    import rclpy
+
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if predicate():
+            return True
+        if executor is not None:
+            executor.spin_once(timeout_sec=0.05)
+        else:
+            rclpy.spin_once(node, timeout_sec=0.05)
+    return bool(predicate())
+
+

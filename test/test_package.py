@@ -1,0 +1,54 @@
+"""The built package: generated messages, installed files, build description consistent with msg/."""
+import pathlib
+import re
+
+REPO = pathlib.Path(__file__).resolve().parents[1]
+
+
+def test_four_messages_are_importable_with_their_fields():
+    from s2m_ros.msg import Obstacle, ObstacleArray, OodMask, OodMaskArray
+
+    assert {"header", "image_width", "image_height", "masks", "scorer", "segmenter", "stage_names",
+            "stage_latencies_ms"} <= set(OodMaskArray.get_fields_and_field_types())
+    assert OodMaskArray.get_fields_and_field_types()["masks"] == "sequence<s2m_ros/OodMask>"
+    assert OodMask.get_fields_and_field_types()["roi"] == "sensor_msgs/RegionOfInterest"
+    assert OodMask.get_fields_and_field_types()["mask"] == "sensor_msgs/Image"
+    assert ObstacleArray.get_fields_and_field_types()["obstacles"] == "sequence<s2m_ros/Obstacle>"
+    assert {"id", "pose", "size", "velocity", "footprint", "range", "existence_probability", "hits", "age",
+            "confirmed", "anomaly_score", "num_points"} <= set(Obstacle.get_fields_and_field_types())
+
+
+def test_cmake_generates_exactly_the_msg_files():
+    listed = set(re.findall(r'"msg/(\w+)\.msg"', (REPO / "CMakeLists.txt").read_text()))
+    on_disk = {p.stem for p in (REPO / "msg").glob("*.msg")}
+    assert listed == on_disk == {"OodMask", "OodMaskArray", "Obstacle", "ObstacleArray"}
+
+
+def test_installed_python_package_is_the_source_tree():
+    import s2m_ros
+
+    installed = pathlib.Path(s2m_ros.__file__).parent
+    assert installed != REPO / "s2m_ros", "tests must import the colcon install, not the source tree"
+    for src in (REPO / "s2m_ros").rglob("*.py"):
+        rel = src.relative_to(REPO / "s2m_ros")
+        if str(rel) == "__init__.py":
+            continue  # the generated one is installed instead
+        assert (installed / rel).read_text() == src.read_text(), "stale install of %s: run make build" % rel
+
+
+def test_core_is_ros_free():
+    imports = re.compile(r"^\s*(?:from|import)\s+([\w.]+)", re.M)
+    forbidden = ("rclpy", "sensor_msgs", "std_msgs", "geometry_msgs", "builtin_interfaces", "torch", "s2m_ros.msg",
+                 "s2m_ros.conversions")
+    for src in (REPO / "s2m_ros" / "core").rglob("*.py"):
+        for module in imports.findall(src.read_text()):
+            assert not module.startswith(forbidden), "%s imports %s" % (src.name, module)
+
+
+def test_readme_parameter_tables_are_the_declared_ones():
+    from s2m_ros import fusion_node, s2m_node
+    from s2m_ros.params import markdown_table
+
+    readme = (REPO / "README.md").read_text()
+    for module in (s2m_node, fusion_node):
+        assert markdown_table(module.PARAMS) in readme, "README table of %s is stale" % module.NODE_NAME
