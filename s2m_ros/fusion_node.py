@@ -6,11 +6,10 @@ nearest cloud in time (buffer + tolerance, drop reasons counted). The 3D
 fusion and the tracker are not implemented yet (issue #6), so the obstacle
 topics are advertised but nothing is published on them: no output is faked.
 """
-from s2m_ros.conversions import ConversionError
 from s2m_ros.core.geometry import extrinsics_from_params, rigid_matrix_problem
 from s2m_ros.core.time_matching import NearestTimeMatcher
 from s2m_ros.diagnostics import NodeStats, to_diagnostic_array
-from s2m_ros.node_runtime import RELIABILITY_CHOICES, help_text, make_qos, run_node
+from s2m_ros.node_runtime import RELIABILITY_CHOICES, decode_or_report, help_text, make_qos, on_camera_info, run_node
 from s2m_ros.params import ParamSpec, declare_all
 
 NODE_NAME = "fusion_node"
@@ -77,10 +76,10 @@ def _make_node_class():
                 p["extrinsics.translation"], p["extrinsics.rotation_xyzw"], matrix)
             self.stats = NodeStats()
             self.matcher = NearestTimeMatcher(int(round(p["time_tolerance_s"] * 1e9)), p["cloud_buffer_size"])
-            self._camera_info = None
+            self.camera = None
             in_qos = make_qos(p["input.reliability"], p["input.depth"])
             self.create_subscription(PointCloud2, "points", self._on_cloud, in_qos)
-            self.create_subscription(CameraInfo, "camera_info", self._on_camera_info,
+            self.create_subscription(CameraInfo, "camera_info", lambda msg: on_camera_info(self, msg),
                                      make_qos(p["input.reliability"], 1))
             self.create_subscription(OodMaskArray, "ood/masks", self._on_masks,
                                      make_qos(p["masks.reliability"], p["masks.depth"]))
@@ -99,11 +98,8 @@ def _make_node_class():
         def _on_cloud(self, msg):
             self.stats.count("clouds_received")
             self.stats.tick("cloud")
-            try:
-                xyz = cloud_to_xyz(msg)
-            except ConversionError as exc:
-                self.stats.error("bad_cloud", str(exc))
-                self.get_logger().warning("cloud skipped: %s" % exc, throttle_duration_sec=2.0)
+            xyz = decode_or_report(self, self.stats, "bad_cloud", "cloud", lambda: cloud_to_xyz(msg))
+            if xyz is None:
                 return
             if xyz.shape[0] == 0:
                 self.stats.count("empty_clouds")
@@ -115,23 +111,11 @@ def _make_node_class():
             if match is not None:
                 self._on_match(match)
 
-        def _on_camera_info(self, msg):
-            self.stats.count("camera_info_received")
-            if msg.width == 0 or msg.height == 0 or len(msg.k) != 9 or msg.k[0] <= 0 or msg.k[4] <= 0:
-                self.stats.error("bad_camera_info", "zero size or non-positive focal length")
-                self.get_logger().warning("CameraInfo without a valid size/focal length ignored",
-                                          throttle_duration_sec=5.0)
-                return
-            self._camera_info = msg
-
         def _on_masks(self, msg):
             self.stats.count("mask_arrays_received")
             self.stats.tick("masks")
-            try:
-                frame = msg_to_frame_masks(msg)
-            except ConversionError as exc:
-                self.stats.error("bad_masks", str(exc))
-                self.get_logger().warning("mask array skipped: %s" % exc, throttle_duration_sec=2.0)
+            frame = decode_or_report(self, self.stats, "bad_masks", "mask array", lambda: msg_to_frame_masks(msg))
+            if frame is None:
                 return
             match, reason = self.matcher.add_item(frame.stamp_ns, frame)
             if match is not None:
@@ -146,7 +130,8 @@ def _make_node_class():
         def _publish_diagnostics(self):
             for reason, n in self.matcher.unmatched.items():
                 self.stats.counters["unmatched_" + reason] = n
-            self.stats.info["camera_info"] = "received" if self._camera_info is not None else "missing"
+            self.stats.info["camera_info"] = "missing" if self.camera is None else "%dx%d %s" % (
+                self.camera.width, self.camera.height, self.camera.distortion_model)
             self.pub_diag.publish(to_diagnostic_array(
                 self.stats, "%s: fusion" % self.get_fully_qualified_name(), "lidar+camera", DiagnosticStatus.WARN,
                 "3D fusion not implemented yet (issue #6): inputs decoded and time-matched only",

@@ -1,6 +1,7 @@
 """What both node executables share: QoS from parameters, --help, start-up and clean shutdown."""
 import sys
 
+from s2m_ros.conversions import ConversionError
 from s2m_ros.params import ParameterError, markdown_table
 
 RELIABILITY_CHOICES = ("best_effort", "reliable")
@@ -14,6 +15,26 @@ def make_qos(reliability, depth):
         history=HistoryPolicy.KEEP_LAST, depth=int(depth),
         reliability=ReliabilityPolicy.BEST_EFFORT if reliability == "best_effort" else ReliabilityPolicy.RELIABLE,
         durability=DurabilityPolicy.VOLATILE)
+
+
+def decode_or_report(node, stats, counter, what, decode):
+    """Run ``decode()``; on ConversionError count it under ``counter``, log (rate-limited) and return None."""
+    try:
+        return decode()
+    except ConversionError as exc:
+        stats.error(counter, str(exc))
+        node.get_logger().warning("%s skipped: %s" % (what, exc), throttle_duration_sec=2.0)
+        return None
+
+
+def on_camera_info(node, msg):
+    """Shared CameraInfo callback: validate, count, keep the latest valid model in ``node.camera``."""
+    from s2m_ros.conversions.camera_info import camera_info_to_camera
+
+    node.stats.count("camera_info_received")
+    camera = decode_or_report(node, node.stats, "bad_camera_info", "CameraInfo", lambda: camera_info_to_camera(msg))
+    if camera is not None:
+        node.camera = camera
 
 
 def help_text(prog, summary, topics, specs):

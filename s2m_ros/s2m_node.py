@@ -8,9 +8,8 @@ are advertised but nothing is published on them: no output is faked.
 """
 import re
 
-from s2m_ros.conversions import ConversionError
 from s2m_ros.diagnostics import NodeStats, to_diagnostic_array
-from s2m_ros.node_runtime import RELIABILITY_CHOICES, help_text, make_qos, run_node
+from s2m_ros.node_runtime import RELIABILITY_CHOICES, decode_or_report, help_text, make_qos, on_camera_info, run_node
 from s2m_ros.params import ParamSpec, declare_all
 
 NODE_NAME = "s2m_node"
@@ -77,7 +76,7 @@ def _make_node_class():
             self.params = p = declare_all(self, PARAMS)
             self.stats = NodeStats()
             self._last_stamp_ns = None
-            self._camera_info = None
+            self.camera = None
             in_qos = make_qos(p["input.reliability"], p["input.depth"])
             out_qos = make_qos(p["output.reliability"], p["output.depth"])
             if p["input.transport"] == "raw":
@@ -85,7 +84,7 @@ def _make_node_class():
             else:
                 self.create_subscription(CompressedImage, "image/compressed", self._on_compressed, in_qos)
             if p["camera_info.enabled"]:
-                self.create_subscription(CameraInfo, "camera_info", self._on_camera_info, in_qos)
+                self.create_subscription(CameraInfo, "camera_info", lambda msg: on_camera_info(self, msg), in_qos)
             # Advertised so downstream nodes and RViz can connect; filled by the pipeline (issue #3).
             self.pub_masks = self.create_publisher(OodMaskArray, "ood/masks", out_qos)
             self.pub_instances = self.create_publisher(Image, "ood/instance_image", out_qos)
@@ -110,15 +109,6 @@ def _make_node_class():
         def _on_compressed(self, msg):
             self._handle(msg, lambda: compressed_to_bgr8(msg, max_pixels=self.params["input.max_pixels"]))
 
-        def _on_camera_info(self, msg):
-            self.stats.count("camera_info_received")
-            if msg.width == 0 or msg.height == 0 or len(msg.k) != 9 or msg.k[0] <= 0 or msg.k[4] <= 0:
-                self.stats.error("bad_camera_info", "zero size or non-positive focal length")
-                self.get_logger().warning("CameraInfo without a valid size/focal length ignored",
-                                          throttle_duration_sec=5.0)
-                return
-            self._camera_info = msg
-
         def _handle(self, msg, decode):
             self.stats.count("frames_received")
             self.stats.tick("input")
@@ -128,11 +118,8 @@ def _make_node_class():
                 self.get_logger().info("image stamps went backwards by %.3f s (bag loop?): state reset" % (
                     (self._last_stamp_ns - stamp_ns) * 1e-9))
             self._last_stamp_ns = stamp_ns
-            try:
-                bgr = decode()
-            except ConversionError as exc:
-                self.stats.error("bad_input", str(exc))
-                self.get_logger().warning("frame skipped: %s" % exc, throttle_duration_sec=2.0)
+            bgr = decode_or_report(self, self.stats, "bad_input", "frame", decode)
+            if bgr is None:
                 return
             self.stats.count("frames_decoded")
             self.stats.info["last_frame"] = "%dx%d %s" % (bgr.shape[1], bgr.shape[0], msg.header.frame_id)

@@ -203,6 +203,18 @@ def test_fusion_node_exchanges_masks_and_clouds(start_node, share, probe):
     assert probe.publish_until(cloud_pub, no_z, "fusion_node", "bad_cloud", 1)
     assert "missing coordinate field" in probe.diag("fusion_node")["last_error"]
 
+    from sensor_msgs.msg import CameraInfo
+
+    info_pub = probe.publisher(CameraInfo, "/camera_info")
+    assert probe.wait_for_subscriber(info_pub)
+    no_focal = CameraInfo(width=64, height=48, distortion_model="plumb_bob", k=[0.0] * 9, d=[0.0] * 5)
+    assert probe.publish_until(info_pub, no_focal, "fusion_node", "bad_camera_info", 1)
+    assert probe.diag("fusion_node")["camera_info"] == "missing"
+    good = CameraInfo(width=64, height=48, distortion_model="plumb_bob", d=[0.0] * 5,
+                      k=[50.0, 0.0, 32.0, 0.0, 50.0, 24.0, 0.0, 0.0, 1.0])
+    info_pub.publish(good)
+    assert probe.spin_until(lambda: probe.diag("fusion_node").get("camera_info") == "64x48 plumb_bob")
+
     bad_masks = mask_array(t0, 1)
     bad_masks.masks[0].mask.width = 3  # mask image no longer matches its roi
     mask_pub.publish(bad_masks)

@@ -62,11 +62,11 @@ S2M_PYTHON=$BASE_PY to try the ROS wheels that PyPI also has for cp310/cp312/cp3
     fi
     if [ "$(cat "$STAMP" 2>/dev/null)" != "$WANT" ]; then
         say "installing pinned Python packages into $VENV (first run: about a minute)"
-        if [ "$USE_LOCK" = 1 ]; then
-            "$VENV/bin/python" -m pip install --disable-pip-version-check -q -r requirements.txt -c constraints.txt
-        else
-            "$VENV/bin/python" -m pip install --disable-pip-version-check -q -r requirements.txt
-        fi
+        LOCK_ARGS=()
+        [ "$USE_LOCK" = 1 ] && LOCK_ARGS=(-c constraints.txt)
+        # (the filter drops pip's notes about unreachable local index folders some machines configure)
+        "$VENV/bin/python" -m pip install --disable-pip-version-check -q -r requirements.txt "${LOCK_ARGS[@]}" \
+            2> >(grep -v "^WARNING: Location '.*' is ignored" >&2)
         "$VENV/bin/python" tools/fix_ros_wheel_cmake.py "$VENV"
         echo "$WANT" > "$STAMP"
     fi
