@@ -15,6 +15,8 @@ os.environ.setdefault("RMW_IMPLEMENTATION", "rmw_fastrtps_cpp")
 REPO = pathlib.Path(__file__).resolve().parents[1]
 SHARED_DATA = REPO.parent / "shared" / "data"
 os.environ.setdefault("ROS_LOG_DIR", str(REPO / "log" / "ros-test"))
+# Large best-effort messages through shared memory (see config/fastdds_localhost.xml).
+os.environ.setdefault("FASTDDS_DEFAULT_PROFILES_FILE", str(REPO / "config" / "fastdds_localhost.xml"))
 
 
 def package_prefix():

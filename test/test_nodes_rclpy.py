@@ -227,3 +227,22 @@ def test_fusion_node_exchanges_masks_and_clouds(start_node, share, probe):
     assert probe.spin_until(lambda: probe.counter("fusion_node", "matched") >= 2)
     assert probe.diag("fusion_node")["last_match_masks"] == "3"
     assert proc.proc.poll() is None
+
+
+def test_full_size_image_and_cloud_arrive_best_effort(start_node, share, probe):
+    """Regression: with Fast DDS defaults, 2.7 MB images and 3.8 MB clouds were lost (fragmented UDP)."""
+    from sensor_msgs.msg import Image, PointCloud2
+
+    from s2m_ros.conversions.image import numpy_to_image
+    from s2m_ros.conversions.s2m_msgs import make_header
+
+    _start_with_yaml(start_node, share, "s2m_node", "-p", "diagnostics.period_s:=0.2")
+    _start_with_yaml(start_node, share, "fusion_node", "-p", "diagnostics.period_s:=0.2")
+    image_pub = probe.publisher(Image, "/image")
+    cloud_pub = probe.publisher(PointCloud2, "/points")
+    assert probe.wait_for_subscriber(image_pub) and probe.wait_for_subscriber(cloud_pub)
+    image = numpy_to_image(synthetic_image(1280, 720), "rgb8", header=make_header(10**9, "cam"))
+    assert probe.publish_until(image_pub, image, "s2m_node", "frames_decoded", 1)
+    assert probe.diag("s2m_node")["last_frame"] == "1280x720 cam"
+    assert probe.publish_until(cloud_pub, velodyne_like_cloud(120000, 10**9), "fusion_node", "clouds_received", 1)
+    assert probe.diag("fusion_node")["last_cloud_points"] == "120000"

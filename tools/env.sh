@@ -22,6 +22,8 @@ fi
 export ROS_AUTOMATIC_DISCOVERY_RANGE="${ROS_AUTOMATIC_DISCOVERY_RANGE:-LOCALHOST}"
 export RMW_IMPLEMENTATION="${RMW_IMPLEMENTATION:-rmw_fastrtps_cpp}"
 export ROS_LOG_DIR="${ROS_LOG_DIR:-$_S2M_ROOT/log/ros}"
+# Large messages (images, clouds) through shared memory instead of lossy fragmented UDP.
+export FASTDDS_DEFAULT_PROFILES_FILE="${FASTDDS_DEFAULT_PROFILES_FILE:-$_S2M_ROOT/config/fastdds_localhost.xml}"
 mkdir -p "$ROS_LOG_DIR"
 unset _S2M_ROOT _S2M_VENV _S2M_HAD_U
 # Do not put the current directory first on sys.path: from the repository root

@@ -37,6 +37,8 @@ def run(timeout=20.0):
 
     lib = os.path.join(get_package_prefix("s2m_ros"), "lib", "s2m_ros")
     config = os.path.join(get_package_share_directory("s2m_ros"), "config")
+    # large best-effort messages need the shared-memory profile (default SHM segments are 512 KiB)
+    os.environ.setdefault("FASTDDS_DEFAULT_PROFILES_FILE", os.path.join(config, "fastdds_localhost.xml"))
     log_dir = tempfile.mkdtemp(prefix="s2m-selfcheck-")
     results = []
 
