@@ -91,20 +91,23 @@ class NearestTimeMatcher:
         if self._pending is not None:
             pending_stamp, item = self._pending
             self._pending = None
-            match, reason = self._match(pending_stamp, item)
-            if match is None and reason != PENDING:
-                self.unmatched[reason] += 1
+            match, _ = self._match(pending_stamp, item)
         return match, reset
 
     def add_item(self, stamp_ns, item):
         """Offer a mask-side item. Returns (Match or None, reason)."""
-        stamp_ns = int(stamp_ns)
-        match, reason = self._match(stamp_ns, item)
-        if match is None and reason != PENDING:
+        return self._match(int(stamp_ns), item)
+
+    def _match(self, stamp_ns, item):
+        """Match, or park in the pending slot, or count the unmatched reason. Returns (Match or None, reason)."""
+        match, reason = self._find(stamp_ns, item)
+        if reason == MATCHED:
+            self.matched += 1
+        elif reason != PENDING:
             self.unmatched[reason] += 1
         return match, reason
 
-    def _match(self, stamp_ns, item):
+    def _find(self, stamp_ns, item):
         if not self._stamps:
             return None, NO_CLOUD_YET
         i = bisect.bisect_left(self._stamps, stamp_ns)
@@ -114,7 +117,6 @@ class NearestTimeMatcher:
                 if best is None or abs(self._stamps[j] - stamp_ns) < abs(self._stamps[best] - stamp_ns):
                     best = j
         if abs(self._stamps[best] - stamp_ns) <= self.tolerance_ns:
-            self.matched += 1
             return Match(item, self._clouds[best], stamp_ns, self._stamps[best]), MATCHED
         if stamp_ns > self._stamps[-1]:  # its cloud may still come: wait in the one pending slot
             if self._pending is not None:
