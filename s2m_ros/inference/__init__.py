@@ -1,0 +1,1 @@
+"""Model runtimes (ONNX Runtime, optional TensorRT) behind one small interface."""

@@ -1,0 +1,82 @@
+"""One small interface over model runtimes.
+
+``create_session(path, backend=...)`` returns an object with ``input_names``, ``input_shapes``
+(dims as int, or a string/None for dynamic ones), ``output_names``, ``name``, ``backend``,
+``providers`` and ``run(feeds) -> {output name: np.ndarray}``. ONNX Runtime is always available
+(CPU, or CUDA when its provider is present); TensorRT is an optional import
+(:mod:`s2m_ros.inference.tensorrt`) that only GPU machines need.
+"""
+import os
+from typing import Dict, Optional, Sequence
+
+import numpy as np
+
+BACKENDS = ("onnxruntime", "tensorrt")
+
+
+class ModelFileError(FileNotFoundError):
+    """A model file is missing; the message says which path and how to produce it."""
+
+    def __init__(self, path, hint=""):
+        self.path = str(path)
+        self.hint = hint
+        msg = "model file not found: %s" % self.path
+        if hint:
+            msg += " (produce it with: %s)" % hint
+        super().__init__(msg)
+
+
+def require_file(path, hint=""):
+    """Return ``path`` if it is a readable file, else raise :class:`ModelFileError`."""
+    if not path or not os.path.isfile(path):
+        raise ModelFileError(path, hint)
+    return str(path)
+
+
+class OrtSession:
+    """ONNX Runtime session: CPU by default, CUDA first when requested and available."""
+
+    backend = "onnxruntime"
+
+    def __init__(self, path, providers: Optional[Sequence[str]] = None, threads: int = 0,
+                 hint: str = ""):
+        import onnxruntime as ort
+
+        self.path = require_file(path, hint)
+        self.name = os.path.basename(self.path)
+        available = ort.get_available_providers()
+        if providers is None or list(providers) == ["auto"]:
+            wanted = ["CUDAExecutionProvider", "CPUExecutionProvider"]
+        else:
+            wanted = list(providers)
+        chosen = [p for p in wanted if p in available] or ["CPUExecutionProvider"]
+        opts = ort.SessionOptions()
+        opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+        opts.log_severity_level = 3
+        if threads:
+            opts.intra_op_num_threads = int(threads)
+            opts.inter_op_num_threads = 1
+        self._session = ort.InferenceSession(self.path, sess_options=opts, providers=chosen)
+        self.providers = self._session.get_providers()
+        inputs = self._session.get_inputs()
+        self.input_names = [i.name for i in inputs]
+        self.input_shapes = {i.name: list(i.shape) for i in inputs}
+        self.input_types = {i.name: i.type for i in inputs}
+        self.output_names = [o.name for o in self._session.get_outputs()]
+
+    def run(self, feeds: Dict[str, np.ndarray], outputs: Optional[Sequence[str]] = None):
+        names = list(outputs) if outputs else self.output_names
+        values = self._session.run(names, feeds)
+        return dict(zip(names, values))
+
+
+def create_session(path, backend: str = "onnxruntime", providers=None, threads: int = 0,
+                   precision: str = "fp16", cache_dir: Optional[str] = None, hint: str = ""):
+    """Open ``path`` (an .onnx file) with ``backend``; TensorRT builds/caches an engine from it."""
+    if backend == "onnxruntime":
+        return OrtSession(path, providers=providers, threads=threads, hint=hint)
+    if backend == "tensorrt":
+        from s2m_ros.inference.tensorrt import TrtSession  # optional: needs tensorrt + a GPU
+
+        return TrtSession(path, precision=precision, cache_dir=cache_dir, hint=hint)
+    raise ValueError("unknown backend %r, expected one of %s" % (backend, ", ".join(BACKENDS)))
