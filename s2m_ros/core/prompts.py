@@ -73,6 +73,8 @@ class Prompt:
     prominence: float = 0.0  # (peak - background) / robust noise scale
     area: int = 0  # pixels in the candidate region
     stability: int = 0  # consecutive levels over which the branch was meaningful
+    confidence: float = math.nan  # a detector's own confidence (detector prompts only)
+    source: str = "levels"  # which generator made it ("levels", "detector", ...)
 
 
 @dataclass
@@ -376,3 +378,39 @@ def generate_prompts(score_map: np.ndarray, config: PromptConfig = PromptConfig(
         if all(box_iou(prompt.box, k.box) <= config.nms_iou for k in kept):
             kept.append(prompt)
     return kept
+
+
+class LevelSetPromptGenerator:
+    """The default, threshold-free prompt generator as a pluggable object: ``gen(score_map)``."""
+
+    name = "levels"
+
+    def __init__(self, config: PromptConfig = None):
+        self.config = config or PromptConfig()
+
+    def __call__(self, score_map: np.ndarray) -> List[Prompt]:
+        return generate_prompts(score_map, self.config)
+
+
+def scale_prompts(prompts, sx: float, sy: float, width: int, height: int) -> List[Prompt]:
+    """Prompts mapped from a map of one resolution to an image of another (x * sx, y * sy).
+
+    Boxes scale outwards (floor of the start, ceil of the end) so they never shrink, then are
+    clipped to the (width, height) image; points map to the centre of their scaled pixel.
+    """
+    out = []
+    for p in prompts:
+        x, y, w, h = p.box
+        x0, y0 = int(math.floor(x * sx)), int(math.floor(y * sy))
+        x1, y1 = int(math.ceil((x + w) * sx)), int(math.ceil((y + h) * sy))
+        x0, y0 = min(max(x0, 0), width), min(max(y0, 0), height)
+        x1, y1 = min(max(x1, x0), width), min(max(y1, y0), height)
+
+        def pt(q):
+            return (min(int((q[0] + 0.5) * sx), width - 1), min(int((q[1] + 0.5) * sy), height - 1))
+
+        out.append(Prompt(box=(x0, y0, x1 - x0, y1 - y0), point=pt(p.point),
+                          negative_points=[pt(q) for q in p.negative_points], peak=p.peak,
+                          prominence=p.prominence, area=int(round(p.area * sx * sy)),
+                          stability=p.stability, confidence=p.confidence, source=p.source))
+    return out
