@@ -1,0 +1,42 @@
+"""`s2m`: one command with subcommands, built on the same core as the nodes.
+
+  s2m export espnet|espnetv2|mobilesam ...   produce the ONNX models the profiles need (torch)
+  s2m fit-sml ...                            fit standardized-max-logit statistics on ID images
+  s2m segment ...                            run the pipeline on image files, write overlays + JSON
+
+Subcommand modules are imported only when used, so `s2m --help` is fast and the runtime
+subcommands never import torch.
+"""
+import sys
+
+COMMANDS = {
+    "export": ("s2m_ros.cli.export", "export models to ONNX (espnet, espnetv2, mobilesam)"),
+    "fit-sml": ("s2m_ros.cli.fit_sml", "fit standardized max-logit statistics from in-distribution images"),
+    "segment": ("s2m_ros.cli.segment", "run the S2M pipeline on images; write masks, overlays, JSON"),
+}
+
+
+def usage():
+    lines = ["usage: s2m <command> [options]", "", "commands:"]
+    lines += ["  %-9s %s" % (name, text) for name, (_, text) in COMMANDS.items()]
+    lines += ["", "`s2m <command> --help` for a command's options."]
+    return "\n".join(lines)
+
+
+def main(argv=None):
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if not argv or argv[0] in ("-h", "--help", "help"):
+        print(usage())
+        return 0
+    name, rest = argv[0], argv[1:]
+    if name not in COMMANDS:
+        print("s2m: unknown command %r\n\n%s" % (name, usage()), file=sys.stderr)
+        return 2
+    import importlib
+
+    module = importlib.import_module(COMMANDS[name][0])
+    return module.main(rest)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
