@@ -1,7 +1,7 @@
 """One small interface over model runtimes.
 
 ``create_session(path, backend=...)`` returns an object with ``input_names``, ``input_shapes``
-(dims as int, or a string/None for dynamic ones), ``output_names``, ``name``, ``backend``,
+(dims as int, or a string/None for dynamic ones), ``output_names``, ``output_shapes``, ``name``, ``backend``,
 ``providers`` and ``run(feeds) -> {output name: np.ndarray}``. ONNX Runtime is always available
 (CPU, or CUDA when its provider is present); TensorRT is an optional import
 (:mod:`s2m_ros.inference.tensorrt`) that only GPU machines need.
@@ -62,7 +62,9 @@ class OrtSession:
         self.input_names = [i.name for i in inputs]
         self.input_shapes = {i.name: list(i.shape) for i in inputs}
         self.input_types = {i.name: i.type for i in inputs}
-        self.output_names = [o.name for o in self._session.get_outputs()]
+        outputs = self._session.get_outputs()
+        self.output_names = [o.name for o in outputs]
+        self.output_shapes = {o.name: list(o.shape) for o in outputs}
 
     def run(self, feeds: Dict[str, np.ndarray], outputs: Optional[Sequence[str]] = None):
         names = list(outputs) if outputs else self.output_names

@@ -152,6 +152,7 @@ class TrtSession:  # pragma: no cover - exercised on GPU machines only
         self.input_names = [n for n in names if engine.get_tensor_mode(n) == mode_in]
         self.output_names = [n for n in names if engine.get_tensor_mode(n) != mode_in]
         self.input_shapes = {n: list(engine.get_tensor_shape(n)) for n in self.input_names}
+        self.output_shapes = {n: list(engine.get_tensor_shape(n)) for n in self.output_names}
         self._dtypes = {n: np.dtype(trt.nptype(engine.get_tensor_dtype(n))) for n in names}
         self._buffers = {}  # name -> (device ptr, nbytes)
 
