@@ -3,6 +3,7 @@
   s2m export espnet|espnetv2|mobilesam ...   produce the ONNX models the profiles need (torch)
   s2m fit-sml ...                            fit standardized-max-logit statistics on ID images
   s2m segment ...                            run the pipeline on image files, write overlays + JSON
+  s2m bench ...                              per-stage latency per profile/backend, JSON + table
 
 Subcommand modules are imported only when used, so `s2m --help` is fast and the runtime
 subcommands never import torch.
@@ -13,6 +14,7 @@ COMMANDS = {
     "export": ("s2m_ros.cli.export", "export models to ONNX (espnet, espnetv2, mobilesam)"),
     "fit-sml": ("s2m_ros.cli.fit_sml", "fit standardized max-logit statistics from in-distribution images"),
     "segment": ("s2m_ros.cli.segment", "run the S2M pipeline on images; write masks, overlays, JSON"),
+    "bench": ("s2m_ros.cli.bench", "per-stage latency per profile and backend, with ratios"),
 }
 
 
