@@ -6,7 +6,7 @@ SHELL := /bin/bash
 PYTEST_ARGS ?=
 ENV := . tools/env.sh &&
 
-.PHONY: all setup build test demo lock clean
+.PHONY: all setup build test demo models lock clean
 all: test
 
 # venv with pinned packages, CMake fix-up, colcon build (idempotent, ~5 s when done)
@@ -18,6 +18,17 @@ test: build
 
 demo: build
 	@$(ENV) tools/selfcheck.sh
+
+# ONNX models for the model profiles, into models/ (git-ignored). ESPnet weights: the published
+# Cityscapes .pth files (here from ../shared/data); MobileSAM: MOBILESAM_CKPT=mobile_sam.pt, or
+# random weights (numerics and speed only: its masks are meaningless) when unset.
+WEIGHTS ?= ../shared/data/weights
+MOBILESAM_CKPT ?=
+models: build
+	@mkdir -p models
+	@$(ENV) s2m export espnet --weights $(WEIGHTS)/espnet_p2_q8_cityscapes/decoder/espnet_p_2_q_8.pth --out models/espnet.onnx
+	@$(ENV) s2m export espnetv2 --weights $(WEIGHTS)/espnetv2_s2.0_cityscapes/espnetv2_s_2.0_city_1024x512.pth --out models/espnetv2.onnx
+	@$(ENV) s2m export mobilesam --out-dir models $(if $(MOBILESAM_CKPT),--checkpoint $(MOBILESAM_CKPT),--random-weights)
 
 # re-pin constraints.txt from a fresh resolution of requirements.txt
 lock:
