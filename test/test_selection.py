@@ -91,6 +91,14 @@ def test_statistics_can_disagree():
     assert report[0].reason == "low_contrast"
     _, report = select_masks([rect_segment(0, BLOB)], m, SelectionConfig(statistic="sigma", min_contrast=1.4))
     assert report[0].reason == "kept"
+    # "both": AUC passes, sigma does not -> rejected; lower the sigma bar -> kept
+    _, report = select_masks([rect_segment(0, BLOB)], m, SelectionConfig(statistic="both"))
+    assert report[0].reason == "low_contrast"
+    _, report = select_masks([rect_segment(0, BLOB)], m, SelectionConfig(statistic="both", min_contrast=1.4))
+    assert report[0].reason == "kept"
+    _, report = select_masks([rect_segment(0, BLOB)], m, SelectionConfig(statistic="both", min_contrast=1.4,
+                                                                          min_auc=1.0))
+    assert report[0].reason == "kept"  # AUC is exactly 1.0 >= 1.0
 
 
 @settings(max_examples=50, deadline=None)

@@ -87,7 +87,8 @@ REASONS = ("kept", "empty", "too_small", "too_large", "low_quality", "unscored",
 class SelectionConfig:
     """Parameters of :func:`select_masks`. None is in score units (see the module docstring)."""
 
-    # Decision statistic: "auc" (rank-based, scorer-independent) or "sigma" (robust contrast).
+    # Decision statistic: "auc" (rank-based, scorer-independent), "sigma" (robust contrast) or
+    # "both" (both tests must pass: for scorers whose maps are in noise units, e.g. surface).
     statistic: str = "auc"
     # statistic="auc": keep when P(inside pixel > ring pixel) >= min_auc (0.5 = no difference).
     min_auc: float = 0.7
@@ -118,7 +119,7 @@ class SelectionConfig:
 
     def __post_init__(self):
         checks = (
-            ("statistic", self.statistic in ("auc", "sigma"), "'auc' or 'sigma'"),
+            ("statistic", self.statistic in ("auc", "sigma", "both"), "'auc', 'sigma' or 'both'"),
             ("min_auc", 0 <= self.min_auc <= 1, "in [0, 1]"),
             ("min_contrast", math.isfinite(self.min_contrast), "a finite number"),
             ("ring_ratio", self.ring_ratio > 0, "> 0"),
@@ -313,6 +314,8 @@ def select_masks(segments: Sequence, score_map: np.ndarray, config: SelectionCon
         values.update(auc=auc, contrast=contrast, median_inside=med_in, median_ring=med_ring, ring_spread=spread)
         if config.statistic == "auc":
             ok, primary, secondary = auc >= config.min_auc, auc, contrast
+        elif config.statistic == "both":
+            ok, primary, secondary = (auc >= config.min_auc and contrast >= config.min_contrast), auc, contrast
         else:
             ok, primary, secondary = contrast >= config.min_contrast, contrast, auc
         if not ok:
