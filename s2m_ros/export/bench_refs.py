@@ -1,0 +1,98 @@
+"""Torch reference timings for `s2m bench --torch` (export tooling: torch is allowed here only).
+
+``encoder_onnxruntime_vs_torch``: MobileSAM image encoder (random weights: the cost does not
+depend on the values) on the same preprocessed 1x3x1024x1024 input, ONNX Runtime / torch.
+``pipeline_onnxruntime_vs_torch``: the espnet(+v2) pipeline total with its scorer run by ONNX
+Runtime / the same pipeline with the scorer's session replaced by the torch model (random weights,
+same architecture). Ratios < 1 mean ONNX Runtime is faster.
+"""
+import time
+
+import numpy as np
+import torch
+
+
+def _median_ms(fn, n, warmup=1):
+    for _ in range(warmup):
+        fn()
+    out = []
+    for _ in range(n):
+        t = time.perf_counter()
+        fn()
+        out.append((time.perf_counter() - t) * 1e3)
+    return float(np.median(out))
+
+
+class TorchSession:
+    """A torch module behind the session interface of s2m_ros.inference.backend (for comparisons)."""
+
+    backend = "torch"
+
+    def __init__(self, module, like):
+        self.module = module.eval()
+        self.name = "torch:" + like.name
+        self.input_names, self.output_names = list(like.input_names), list(like.output_names)
+        self.input_shapes = dict(like.input_shapes)
+        self.providers = ["torch"]
+
+    @torch.inference_mode()
+    def run(self, feeds, outputs=None):
+        out = self.module(*[torch.from_numpy(np.ascontiguousarray(feeds[n])) for n in self.input_names])
+        out = out if isinstance(out, (tuple, list)) else (out,)
+        res = dict(zip(self.output_names, [o.numpy() for o in out]))
+        return {n: res[n] for n in (outputs or self.output_names)}
+
+
+def torch_comparisons(pipelines, image, args, stages):
+    from s2m_ros.cli.bench import time_pipeline
+
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    n = max(3, args.frames // 4)
+    out = {}
+    for key, pipe in pipelines.items():
+        if "+mobilesam/onnxruntime" in key and "encoder_onnxruntime_vs_torch" not in out:
+            from s2m_ros.export.mobilesam import build_mobilesam
+            from s2m_ros.inference.mobilesam import preprocess
+
+            x, _ = preprocess(image)
+            sam = build_mobilesam(None).eval()
+            xt = torch.from_numpy(x)
+            with torch.inference_mode():
+                t_torch = _median_ms(lambda: sam.image_encoder(xt), n)
+            t_ort = _median_ms(lambda: pipe.segmenter.encoder.run({"image": x}), n)
+            out["encoder_onnxruntime_vs_torch"] = round(t_ort / t_torch, 3)
+            stages["mobilesam/torch/encoder"] = {"median_ms": round(t_torch, 3)}
+            stages["mobilesam/onnxruntime/encoder_only"] = {"median_ms": round(t_ort, 3)}
+    for arch in ("espnet", "espnetv2"):
+        key = "%s+grabcut/onnxruntime" % arch
+        if key not in pipelines or "pipeline_onnxruntime_vs_torch" in out:
+            continue
+        pipe = pipelines[key]
+        import cv2
+
+        from s2m_ros.export.segnet import build_model
+
+        ok, jpeg = cv2.imencode(".jpg", image, [cv2.IMWRITE_JPEG_QUALITY, 90])
+        ort_total = np.median(time_pipeline(pipe, jpeg, n, 1)["total"])
+        ort_session = pipe.scorer.session
+        model = _random_model(arch)
+        pipe.scorer.session = TorchSession(model, ort_session)
+        try:
+            torch_samples = time_pipeline(pipe, jpeg, n, 1)
+        finally:
+            pipe.scorer.session = ort_session
+        stages["%s+grabcut/torch/total" % arch] = {"median_ms": round(float(np.median(torch_samples["total"])), 3)}
+        stages["%s+grabcut/torch/score" % arch] = {"median_ms": round(float(np.median(torch_samples["score"])), 3)}
+        out["pipeline_onnxruntime_vs_torch"] = round(float(ort_total / np.median(torch_samples["total"])), 3)
+    return out
+
+
+def _random_model(arch):
+    if arch == "espnet":
+        from s2m_ros.export.espnet import ESPNet
+
+        return ESPNet()
+    from s2m_ros.export.espnetv2 import ESPNetv2
+
+    return ESPNetv2()
