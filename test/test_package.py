@@ -1,6 +1,8 @@
 """The built package: generated messages, installed files, build description consistent with msg/."""
 import pathlib
 import re
+import subprocess
+import sys
 
 REPO = pathlib.Path(__file__).resolve().parents[1]
 
@@ -43,6 +45,20 @@ def test_core_is_ros_free():
     for src in (REPO / "s2m_ros" / "core").rglob("*.py"):
         for module in imports.findall(src.read_text()):
             assert not module.startswith(forbidden), "%s imports %s" % (src.name, module)
+
+
+def test_runtime_path_never_loads_torch():
+    """The nodes, the pipeline, the runtimes and the runtime CLIs run without torch (export-only)."""
+    code = ("import sys\n"
+            "import s2m_ros.pipeline, s2m_ros.inference.scorer, s2m_ros.inference.mobilesam, "
+            "s2m_ros.inference.detector_prompts, s2m_ros.inference.tensorrt, s2m_ros.s2m_node, "
+            "s2m_ros.fusion_node, s2m_ros.cli.main, s2m_ros.cli.segment, s2m_ros.cli.bench, s2m_ros.cli.fit_sml\n"
+            "from s2m_ros.pipeline import S2MPipeline\n"
+            "S2MPipeline()\n"
+            "bad = sorted(m for m in sys.modules if m.split('.')[0] in ('torch', 'torchvision', 'timm', 'mobile_sam'))\n"
+            "assert not bad, bad\n")
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr[-2000:]
 
 
 def test_readme_parameter_tables_are_the_declared_ones():

@@ -120,6 +120,8 @@ def main(argv=None):
     ap.add_argument("--threads", type=int, default=0)
     ap.add_argument("--backends", default="onnxruntime")
     ap.add_argument("--torch", action="store_true", help="also time the torch references (export tooling)")
+    ap.add_argument("--weights", default="../shared/data/weights",
+                    help="folder with the published ESPNet/ESPNetv2 .pth files (for --torch pipeline comparison)")
     ap.add_argument("--image", help="benchmark on this image instead of the synthetic apron frame")
     ap.add_argument("--json", help="write the results here")
     args = ap.parse_args(argv)
@@ -173,6 +175,9 @@ def main(argv=None):
 def print_table(result):
     print("%-44s %10s %10s %10s" % ("profile/backend/stage", "median ms", "p90 ms", "max ms"))
     for k, v in result["stages"].items():
+        if "median_ms" not in v:
+            print("%-44s %s" % (k, v))
+            continue
         print("%-44s %10.1f %10s %10s" % (k, v["median_ms"], "%.1f" % v["p90_ms"] if "p90_ms" in v else "",
                                          "%.1f" % v["max_ms"] if "max_ms" in v else ""))
     for k, v in result["comparisons"].items():

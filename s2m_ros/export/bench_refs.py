@@ -2,9 +2,10 @@
 
 ``encoder_onnxruntime_vs_torch``: MobileSAM image encoder (random weights: the cost does not
 depend on the values) on the same preprocessed 1x3x1024x1024 input, ONNX Runtime / torch.
-``pipeline_onnxruntime_vs_torch``: the espnet(+v2) pipeline total with its scorer run by ONNX
-Runtime / the same pipeline with the scorer's session replaced by the torch model (random weights,
-same architecture). Ratios < 1 mean ONNX Runtime is faster.
+``pipeline_onnxruntime_vs_torch``: the espnet(+v2)+grabcut pipeline total with its scorer run by
+ONNX Runtime / the same pipeline with the scorer's session replaced by the torch model with the SAME
+published weights (``--weights``), so both see the same score maps, prompts and GrabCut work.
+Ratios < 1 mean ONNX Runtime is faster.
 """
 import time
 
@@ -74,9 +75,13 @@ def torch_comparisons(pipelines, image, args, stages):
         from s2m_ros.export.segnet import build_model
 
         ok, jpeg = cv2.imencode(".jpg", image, [cv2.IMWRITE_JPEG_QUALITY, 90])
+        weights = _weights(args, arch)
+        if weights is None:
+            stages["%s+grabcut/torch/skipped" % arch] = {"reason": "no published weights under --weights"}
+            continue
         ort_total = np.median(time_pipeline(pipe, jpeg, n, 1)["total"])
         ort_session = pipe.scorer.session
-        model = _random_model(arch)
+        model = build_model(arch, weights)
         pipe.scorer.session = TorchSession(model, ort_session)
         try:
             torch_samples = time_pipeline(pipe, jpeg, n, 1)
@@ -88,11 +93,12 @@ def torch_comparisons(pipelines, image, args, stages):
     return out
 
 
-def _random_model(arch):
-    if arch == "espnet":
-        from s2m_ros.export.espnet import ESPNet
+WEIGHT_FILES = {"espnet": "espnet_p2_q8_cityscapes/decoder/espnet_p_2_q_8.pth",
+                "espnetv2": "espnetv2_s2.0_cityscapes/espnetv2_s_2.0_city_1024x512.pth"}
 
-        return ESPNet()
-    from s2m_ros.export.espnetv2 import ESPNetv2
 
-    return ESPNetv2()
+def _weights(args, arch):
+    import os
+
+    path = os.path.join(getattr(args, "weights", "") or "", WEIGHT_FILES[arch])
+    return path if os.path.isfile(path) else None
