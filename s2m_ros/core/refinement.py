@@ -34,6 +34,8 @@ from typing import Optional, Sequence
 import cv2
 import numpy as np
 
+from s2m_ros.core.config import check_fields
+
 _INTER_NEAREST = getattr(cv2, "INTER_NEAREST_EXACT", cv2.INTER_NEAREST)  # EXACT: OpenCV >= 4.5
 
 
@@ -72,10 +74,7 @@ class RefinementConfig:
             ("felzenszwalb_sigma", self.felzenszwalb_sigma >= 0, ">= 0"),
             ("felzenszwalb_min_size", self.felzenszwalb_min_size >= 1, ">= 1"),
         )
-        for name, ok, allowed in checks:
-            if not ok:
-                raise ValueError("RefinementConfig.%s = %r is invalid: must be %s"
-                                 % (name, getattr(self, name), allowed))
+        check_fields(self, checks)
 
 
 def _as_map(score_map):

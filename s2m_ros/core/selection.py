@@ -70,6 +70,7 @@ from typing import List, Optional, Sequence, Tuple
 import cv2
 import numpy as np
 
+from s2m_ros.core.config import check_fields
 from s2m_ros.core.types import InstanceMask, box_from_mask
 
 _MAD_TO_SIGMA = 1.4826
@@ -135,10 +136,7 @@ class SelectionConfig:
             ("nms_containment", 0 < self.nms_containment <= 1, "in (0, 1]"),
             ("max_masks", self.max_masks >= 1, ">= 1"),
         )
-        for name, ok, allowed in checks:
-            if not ok:
-                raise ValueError("SelectionConfig.%s = %r is invalid: must be %s"
-                                 % (name, getattr(self, name), allowed))
+        check_fields(self, checks)
 
 
 def _clip_to_image(roi, mask, width, height):

@@ -7,21 +7,8 @@ ONNX Runtime / the same pipeline with the scorer's session replaced by the torch
 published weights (``--weights``), so both see the same score maps, prompts and GrabCut work.
 Ratios < 1 mean ONNX Runtime is faster.
 """
-import time
-
 import numpy as np
 import torch
-
-
-def _median_ms(fn, n, warmup=1):
-    for _ in range(warmup):
-        fn()
-    out = []
-    for _ in range(n):
-        t = time.perf_counter()
-        fn()
-        out.append((time.perf_counter() - t) * 1e3)
-    return float(np.median(out))
 
 
 class TorchSession:
@@ -45,7 +32,7 @@ class TorchSession:
 
 
 def torch_comparisons(pipelines, image, args, stages):
-    from s2m_ros.cli.bench import time_pipeline
+    from s2m_ros.cli.bench import median_ms as _median_ms, time_pipeline
 
     if args.threads:
         torch.set_num_threads(args.threads)
