@@ -111,6 +111,8 @@ def _from_dict(cls, data, prefix):
         default = f.default_factory() if f.default_factory is not dataclasses.MISSING else f.default
         if dataclasses.is_dataclass(default):
             kwargs[key] = _from_dict(type(default), value, prefix + key + ".")
+        elif isinstance(default, tuple) and isinstance(value, list):
+            kwargs[key] = tuple(value)  # YAML has no tuples
         else:
             kwargs[key] = value
     try:

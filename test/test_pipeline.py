@@ -98,3 +98,10 @@ def test_same_image_same_result(weight_free):
     assert [m.roi for m in a.instances] == [m.roi for m in b.instances]
     assert all(np.array_equal(x.mask, y.mask) for x, y in zip(a.instances, b.instances))
     assert np.array_equal(a.composed, b.composed)
+
+
+def test_shipped_pipeline_yaml_is_the_code_default():
+    import pathlib
+
+    path = pathlib.Path(__file__).resolve().parents[1] / "config" / "pipeline.yaml"
+    assert PipelineConfig.from_yaml(path) == PipelineConfig(), "config/pipeline.yaml is stale"
