@@ -181,3 +181,59 @@ def test_integer_map_accepted():
     m[20:25, 30:36] = 200
     (p,) = generate_prompts(m)
     assert p.box == (30, 20, 6, 5) and p.peak == 200.0
+
+
+# --- local (block) branch: maps whose global spread is class structure, not noise -----------------------
+BANDS_BLOB = (150, 190, 16, 12)
+
+
+def banded(seed, amp=5.0):
+    """Noise on three "classes" 20 and 12 sigma apart (as max-logit of sky / vegetation / road), and a
+    5-sigma blob on the "road": the global MAD is about 10 sigma, so globally the blob is 0.5 "sigma"."""
+    m = noise(seed).astype(np.float64)
+    m[:80] += 20.0
+    m[80:150] += 12.0
+    return plant(m, BANDS_BLOB, amp)
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2, 3])
+def test_blob_on_class_structured_map_is_found_only_by_the_local_branch(seed):
+    m = banded(seed)
+    assert generate_prompts(m, PromptConfig(local_grid=0)) == []
+    prompts = generate_prompts(m)
+    best = max(prompts, key=lambda p: box_iou(p.box, BANDS_BLOB))
+    assert box_iou(best.box, BANDS_BLOB) >= 0.9 and inside(best.point, BANDS_BLOB)
+    assert best.prominence > 3
+    assert len(prompts) <= 4  # the rest lie on the band edges (bilinear background; see the docstring)
+
+
+@settings(max_examples=10, deadline=None)
+@given(st.floats(1e-3, 1e3), st.floats(-1e3, 1e3), st.integers(0, 3))
+def test_local_branch_is_invariant_to_positive_affine_maps(a, b, seed):
+    m = banded(seed)
+    ref = generate_prompts(m)
+    got = generate_prompts(a * m + b)
+    assert [(p.box, p.point) for p in got] == [(p.box, p.point) for p in ref]
+
+
+def test_blocks_without_valid_pixels_are_handled_quietly():
+    import warnings
+    m = banded(0)
+    m[:, :160] = np.nan  # whole blocks of the local grid are invalid
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        prompts = generate_prompts(m)
+    assert any(box_iou(p.box, (160, 190, 6, 12)) >= 0.9 for p in prompts)
+    assert all(p.box[0] >= 160 for p in prompts)
+
+
+@pytest.mark.parametrize("grid", [4, 6, 8])
+def test_local_branch_adds_no_prompt_on_correlated_noise_or_large_blobs(grid):
+    cv2 = pytest.importorskip("cv2")
+    cfg = PromptConfig(local_grid=grid)
+    for seed in range(3):
+        assert generate_prompts(cv2.GaussianBlur(noise(seed), (0, 0), 4.0), cfg) == []
+    # an object larger than a block: the global branch finds it whole, the local one adds nothing
+    big = (60, 50, 140, 110)
+    (p,) = generate_prompts(plant(noise(7), big, 5.0), cfg)
+    assert box_iou(p.box, big) >= 0.9

@@ -13,6 +13,23 @@ map's own statistics:
    1.4826 * MAD (std when the MAD is zero, e.g. an exactly flat background; a
    map with no variation at all has no prompts). ``z = residual / scale`` is
    then invariant to ``a * map + b`` for any ``a > 0``.
+   **Local branch (multi-scale).** On real scenes the global MAD mostly measures
+   class structure (road, sky and vegetation have different max-logit or
+   energy levels), not noise, so an object reaches only 2-3 "sigma" and is
+   rejected. A second normalisation is therefore computed on a coarse grid of
+   ``local_grid`` x ``local_grid`` blocks: background = each block's median
+   (bilinearly interpolated between block centres), noise scale = median over
+   the blocks of each block's own 1.4826 * MAD, i.e. the within-region spread.
+   Scale and background come from the same blocks, so for stationary
+   (even correlated) noise the two branches agree, while class structure
+   becomes background. A local background absorbs objects larger than about
+   half a block (it then proposes fragments of the object's rim), so the
+   global branch is kept: both z maps go through steps 2-6, a local candidate
+   whose peak lies inside a global prompt's region is dropped, and the global
+   prompts are listed first (step 7). Both branches are invariant to
+   ``a * map + b``. Known limitation: the bilinear background does not follow
+   sharp steps, so strong class edges can give weak local prompts.
+   ``local_grid = 0`` is the global-only generator.
 2. **Noise grain.** Anomaly maps from networks are spatially correlated, so
    noise forms blobs bigger than a pixel. The correlation area (pixels per
    independent sample) is estimated from the robust spread of neighbouring
@@ -47,12 +64,14 @@ map's own statistics:
    is the pixel of the region's upper part (``z`` in the top half between the
    region threshold and the peak) farthest from the region's border, i.e. a
    central, high-scoring pixel rather than a noise maximum on the rim.
-7. Candidates are ranked by prominence (peak z), greedy box NMS removes
-   duplicates, and at most ``max_prompts`` are returned.
+7. Within each branch candidates are ranked by prominence (peak z) and greedy
+   box NMS removes duplicates; the global branch's prompts come first, then
+   the local branch's (NMS across both), at most ``max_prompts`` in all.
 """
 import math
+import warnings
 from dataclasses import dataclass, field
-from typing import List, Optional, Tuple
+from typing import List, Tuple
 
 import cv2
 import numpy as np
@@ -100,6 +119,11 @@ class PromptConfig:
     detrend: bool = True
     # Inlier band (robust sigmas) of the iteratively trimmed plane fit.
     trim_z: float = 2.5
+    # Blocks per image side of the local background / scale branch (0 = global normalisation only).
+    # 6 blocks (85 x 43 px at 512 x 256) follow class regions while a block's MAD stays stable; finer
+    # grids find more objects on real max-logit maps but also more weak structure (8: more prompts on
+    # empty synthetic aprons; 16: the scale is biased low on correlated noise, giving false prompts).
+    local_grid: int = 6
     # Estimate the noise correlation area and count significance in independent cells.
     correlated_noise: bool = True
     # Box padding, as a fraction of the box's width / height on each side (clipped to the image).
@@ -209,8 +233,31 @@ def _correlation_area(r, valid, scale, tol):
     return float(np.clip(2.0 * scale * scale / (sd * sd), 1.0, max(1.0, float(r.size))))
 
 
+def _block_stats(r, valid, grid, tol):
+    """Per-block robust statistics on a ``grid`` x ``grid`` partition: (scale, background map) or None.
+
+    scale = median over blocks of 1.4826 * MAD (within-block spread); background = block medians,
+    bilinearly interpolated to the map size. Blocks without valid pixels take the median of the others.
+    """
+    h, w = r.shape
+    bh, bw = max(h // grid, 1), max(w // grid, 1)
+    gh, gw = h // bh, w // bw
+    x = np.where(valid, r, np.nan)[:gh * bh, :gw * bw]
+    x = x.reshape(gh, bh, gw, bw).transpose(0, 2, 1, 3).reshape(gh, gw, bh * bw)
+    with warnings.catch_warnings():  # all-NaN blocks (no valid pixel) are expected and handled below
+        warnings.simplefilter("ignore", RuntimeWarning)
+        med = np.nanmedian(x, axis=2)
+        mad = 1.4826 * np.nanmedian(np.abs(x - med[:, :, None]), axis=2)
+    ok = np.isfinite(mad) & (mad > tol)
+    if not ok.any():
+        return None
+    med = np.where(np.isfinite(med), med, float(np.median(med[np.isfinite(med)])))
+    bg = cv2.resize(med, (w, h), interpolation=cv2.INTER_LINEAR)
+    return float(np.median(mad[ok])), bg
+
+
 def _normalise(s, valid, config):
-    """z map (invalid pixels = -inf), number of valid pixels, correlation area; None when there is no structure."""
+    """[(z map (invalid pixels = -inf), correlation area)] per branch (global, local); None without structure."""
     vals = s[valid]
     big = float(np.max(np.abs(vals)))
     if big > 1e100 or 0 < big < 1e-100:  # keep squares finite: a positive rescale changes nothing below
@@ -227,10 +274,15 @@ def _normalise(s, valid, config):
     med, scale = _robust_loc_scale(r[valid], tol)
     if not scale > tol * 1e3:  # no variation left above numerical noise (constant map, pure plane)
         return None
-    r = r - med
-    a_corr = _correlation_area(r, valid, scale, tol) if config.correlated_noise else 1.0
-    z = np.where(valid, r / scale, -np.inf)
-    return z, a_corr
+    branches = [(r - med, scale)]
+    local = _block_stats(r, valid, int(config.local_grid), tol) if config.local_grid > 0 else None
+    if local is not None and local[0] > tol * 1e3:
+        branches.append((r - local[1], local[0]))
+    out = []
+    for res, sc in branches:
+        a_corr = _correlation_area(res, valid, sc, tol) if config.correlated_noise else 1.0
+        out.append((np.where(valid, res / sc, -np.inf), a_corr))
+    return out
 
 
 def _levels(z_max, config):
@@ -320,7 +372,8 @@ def _pad_box(box, margin, shape):
     return x0, y0, x1 - x0, y1 - y0
 
 
-def _make_prompt(s, z, peak_idx, stability, low_level, levels, config) -> Optional[Prompt]:
+def _make_prompt(s, z, peak_idx, stability, low_level, levels, config):
+    """(prompt, (x0, y0, region mask in its box)) for one candidate peak, or None when the region is too small."""
     h, w = z.shape
     py, px = divmod(peak_idx, w)
     z_peak = float(z[py, px])
@@ -339,9 +392,10 @@ def _make_prompt(s, z, peak_idx, stability, low_level, levels, config) -> Option
     i = int(np.argmax(np.where(top, dist, -1.0)))
     qy, qx = divmod(i, bw)
     box = _pad_box((bx, by, bw, bh), config.box_margin, z.shape)
-    return Prompt(box=tuple(int(v) for v in box), point=(int(bx + qx), int(by + qy)),
-                  negative_points=_negative_points(z, box, config.negative_points),
-                  peak=float(s[py, px]), prominence=z_peak, area=area, stability=int(stability))
+    prompt = Prompt(box=tuple(int(v) for v in box), point=(int(bx + qx), int(by + qy)),
+                    negative_points=_negative_points(z, box, config.negative_points),
+                    peak=float(s[py, px]), prominence=z_peak, area=area, stability=int(stability))
+    return prompt, (bx, by, region)
 
 
 def generate_prompts(score_map: np.ndarray, config: PromptConfig = PromptConfig()) -> List[Prompt]:
@@ -360,24 +414,38 @@ def generate_prompts(score_map: np.ndarray, config: PromptConfig = PromptConfig(
     norm = _normalise(s, valid, config)
     if norm is None:
         return []
-    z, a_corr = norm
-    levels = _levels(float(z[valid].max()), config)
-    if levels.size == 0:
-        return []
-    branches = _branches(z, levels, n_valid, a_corr, config)
-    cands = [(float(z.flat[p]), p, stab, low) for p, (stab, low) in branches.items()
-             if stab >= config.min_stability]
-    cands.sort(key=lambda c: (-c[0], c[1]))
-    kept = []
-    for _, p, stab, low in cands:
-        if len(kept) >= config.max_prompts:
-            break
-        prompt = _make_prompt(s, z, p, stab, low, levels, config)
-        if prompt is None:
+    made = []  # (peak z, branch, peak index, prompt)
+    covered = np.zeros(s.shape, dtype=bool)  # regions of the global branch's prompts
+    for zi, (z, a_corr) in enumerate(norm):
+        levels = _levels(float(z[valid].max()), config)
+        if levels.size == 0:
             continue
-        if all(box_iou(prompt.box, k.box) <= config.nms_iou for k in kept):
-            kept.append(prompt)
-    return kept
+        branches = _branches(z, levels, n_valid, a_corr, config)
+        cands = sorted((-float(z.flat[p]), p, stab, low) for p, (stab, low) in branches.items()
+                       if stab >= config.min_stability)
+        kept = []
+        for neg_z, p, stab, low in cands:
+            if len(kept) >= config.max_prompts:
+                break
+            if zi > 0 and covered.flat[p]:
+                continue  # a fragment of a region the global branch already proposes (e.g. a large object)
+            made_p = _make_prompt(s, z, p, stab, low, levels, config)
+            if made_p is None:
+                continue
+            prompt, (bx, by, region) = made_p
+            if zi == 0:
+                covered[by:by + region.shape[0], bx:bx + region.shape[1]] |= region
+            if all(box_iou(prompt.box, k.box) <= config.nms_iou for k in kept):
+                kept.append(prompt)
+                made.append((-neg_z, zi, p, prompt))
+    made.sort(key=lambda c: (c[1], -c[0], c[2]))  # the global branch's prompts first: they pass the stricter test
+    out = []
+    for _, _, _, prompt in made:
+        if len(out) >= config.max_prompts:
+            break
+        if all(box_iou(prompt.box, k.box) <= config.nms_iou for k in out):
+            out.append(prompt)
+    return out
 
 
 class LevelSetPromptGenerator:
