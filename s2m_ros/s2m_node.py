@@ -2,9 +2,10 @@
 
 Current state: subscribes to the camera (raw or compressed) and optional
 CameraInfo, decodes and validates every frame (encoding, size, stamps) and
-reports it in diagnostics. The anomaly pipeline (scorer -> prompts ->
-segmenter -> selection) is not implemented yet (issue #3), so the mask topics
-are advertised but nothing is published on them: no output is faked.
+reports it in diagnostics. The anomaly pipeline (s2m_ros.pipeline: scorer ->
+prompts -> segmenter -> selection) exists but is not wired into this node yet
+(issue #5), so the mask topics are advertised but nothing is published on them:
+no output is faked.
 """
 import re
 
@@ -49,7 +50,7 @@ TOPICS = (
     ("image", "sub", "sensor_msgs/Image", "camera image (input.transport=raw)"),
     ("image/compressed", "sub", "sensor_msgs/CompressedImage", "camera image (input.transport=compressed)"),
     ("camera_info", "sub", "sensor_msgs/CameraInfo", "camera calibration (camera_info.enabled)"),
-    ("ood/masks", "pub", "s2m_ros/OodMaskArray", "object masks (pipeline: issue #3, not yet)"),
+    ("ood/masks", "pub", "s2m_ros/OodMaskArray", "object masks (pipeline wiring: issue #5, not yet)"),
     ("ood/instance_image", "pub", "sensor_msgs/Image", "mono8 instance ids (pipeline: not yet)"),
     ("ood/score_map", "pub", "sensor_msgs/Image", "32FC1 anomaly scores (pipeline: not yet)"),
     ("ood/overlay", "pub", "sensor_msgs/Image", "bgr8 overlay (pipeline: not yet)"),
@@ -57,8 +58,9 @@ TOPICS = (
 )
 
 SUMMARY = ("s2m_ros camera node: anomaly masks of unknown objects from camera images (S2M).\n"
-           "NOT IMPLEMENTED YET: the anomaly pipeline (issue #3). The node decodes and validates\n"
-           "incoming frames and reports them in diagnostics; it publishes no masks yet.")
+           "NOT WIRED YET: the anomaly pipeline runs in `s2m segment`, not in this node (issue #5).\n"
+           "The node decodes and validates"
+           " incoming frames and reports them in diagnostics; it publishes no masks yet.")
 
 
 def _make_node_class():
@@ -85,7 +87,7 @@ def _make_node_class():
                 self.create_subscription(CompressedImage, "image/compressed", self._on_compressed, in_qos)
             if p["camera_info.enabled"]:
                 self.create_subscription(CameraInfo, "camera_info", lambda msg: on_camera_info(self, msg), in_qos)
-            # Advertised so downstream nodes and RViz can connect; filled by the pipeline (issue #3).
+            # Advertised so downstream nodes and RViz can connect; filled by the pipeline (issue #5).
             self.pub_masks = self.create_publisher(OodMaskArray, "ood/masks", out_qos)
             self.pub_instances = self.create_publisher(Image, "ood/instance_image", out_qos)
             self.pub_score = self.create_publisher(Image, "ood/score_map", out_qos) \
@@ -95,9 +97,9 @@ def _make_node_class():
             self.pub_diag = self.create_publisher(DiagnosticArray, "/diagnostics", 10)
             self.create_timer(p["diagnostics.period_s"], self._publish_diagnostics)
             self.stats.info["profile"] = p["profile"]
-            self.stats.info["pipeline"] = "not implemented (issue #3)"
+            self.stats.info["pipeline"] = "not wired into the node yet (issue #5)"
             self.get_logger().info(
-                "started: %s input on '%s', profile %s. The anomaly pipeline is not implemented yet: frames are "
+                "started: %s input on '%s', profile %s. The anomaly pipeline is not wired into this node yet (#5): frames are "
                 "decoded and validated only, no masks are published." % (
                     p["input.transport"], self.resolve_topic_name(
                         "image" if p["input.transport"] == "raw" else "image/compressed"), p["profile"]))
@@ -127,7 +129,7 @@ def _make_node_class():
         # -- diagnostics ---------------------------------------------------
         def _publish_diagnostics(self):
             level = DiagnosticStatus.WARN
-            message = "anomaly pipeline not implemented yet (issue #3): frames decoded only"
+            message = "anomaly pipeline not wired into the node yet (issue #5): frames decoded only"
             self.pub_diag.publish(to_diagnostic_array(
                 self.stats, "%s: pipeline" % self.get_fully_qualified_name(), "camera", level, message,
                 stamp=self.get_clock().now().to_msg()))
