@@ -63,7 +63,8 @@ def _user_args(argv):
 def run_node(node_factory, argv, help_str):
     """Start rclpy, build the node, spin until SIGINT/SIGTERM, shut down cleanly. Returns the exit code.
 
-    Exit codes: 0 clean shutdown, 2 invalid configuration (message on stderr).
+    Exit codes: 0 clean shutdown, 2 invalid configuration or a missing/unusable model file
+    (message on stderr, naming the parameter or the file and how to produce it).
     """
     argv = list(sys.argv if argv is None else argv)
     user = _user_args(argv)
@@ -80,7 +81,9 @@ def run_node(node_factory, argv, help_str):
     node = None
     try:
         node = node_factory()
-    except ParameterError as exc:
+    except (ParameterError, FileNotFoundError, ValueError) as exc:
+        # ValueError: pipeline / scorer configuration errors (PipelineConfigError, ScorerConfigError);
+        # FileNotFoundError: ModelFileError (path + the command that produces the file)
         print("[%s] invalid configuration: %s" % (argv[0].rsplit("/", 1)[-1], exc), file=sys.stderr)
         rclpy.try_shutdown()
         return 2
