@@ -2,7 +2,7 @@
 
 `ros2 launch` (launch / launch_ros) is not installable here, so the tests turn
 launch/s2m.launch.xml into the exact command lines launch_ros would run
-(`<exe> --ros-args -r __node:=NAME -r __ns:=NS --params-file F -p k:=v -r a:=b`)
+(`<exe> [args] --ros-args -r __node:=NAME -r __ns:=NS --params-file F -p k:=v -r a:=b`)
 and check every reference in it. Anything outside the supported subset is an
 error, so an unsupported construct cannot slip through unchecked.
 """
@@ -31,6 +31,28 @@ def substitute(text, args, find_pkg_share):
     return _SUBST.sub(repl, text)
 
 
+def split_cmdline(text):
+    """Split an `args` attribute into words the way launch does: on the whitespace of
+    the literal text only, so `$(var x)` stays whole and its value (a path with spaces)
+    remains one argument."""
+    words, current, pos = [], "", 0
+    for m in list(_SUBST.finditer(text)) + [None]:
+        literal = text[pos:m.start() if m else len(text)]
+        parts = re.split(r"\s+", literal)
+        current += parts[0]
+        for part in parts[1:]:
+            if current:
+                words.append(current)
+            current = part
+        if m is None:
+            break
+        current += m.group(0)
+        pos = m.end()
+    if current:
+        words.append(current)
+    return words
+
+
 def _truthy(text):
     if text.lower() in ("true", "1"):
         return True
@@ -41,7 +63,9 @@ def _truthy(text):
 
 def parse(path, find_pkg_share, overrides=None):
     """Return (args, nodes): declared args with defaults, and per node a dict with
-    pkg, exec, name, namespace, params_files, params, remaps, ros_args."""
+    pkg, exec, name, namespace, output, args (the node's own arguments), params_files, params,
+    remaps, ros_args, and argv = args + ros_args. Nodes whose `if`/`unless` condition
+    is false are left out."""
     root = ET.parse(path).getroot()
     if root.tag != "launch":
         raise LaunchError("root element must be <launch>")
@@ -72,6 +96,8 @@ def parse(path, find_pkg_share, overrides=None):
         if "unless" in el.attrib and _truthy(substitute(el.get("unless"), args, find_pkg_share)):
             continue
         node = {key: substitute(el.get(key, ""), args, find_pkg_share) for key in ("pkg", "exec", "name", "namespace")}
+        node["output"] = el.get("output", "")
+        node["args"] = [substitute(word, args, find_pkg_share) for word in split_cmdline(el.get("args", ""))]
         node.update(params_files=[], params={}, remaps=[])
         for child in el:
             if child.tag == "param" and "from" in child.attrib:
@@ -96,5 +122,6 @@ def parse(path, find_pkg_share, overrides=None):
         for a, b in node["remaps"]:
             ros_args += ["-r", "%s:=%s" % (a, b)]
         node["ros_args"] = ros_args
+        node["argv"] = node["args"] + ros_args  # what launch_ros puts after the executable
         nodes.append(node)
     return args, nodes

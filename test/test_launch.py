@@ -138,3 +138,31 @@ def test_launched_command_lines_run_with_namespace_and_remaps(launch, share, sta
         probe.close()
     for proc in procs:
         assert proc.stop() == 0
+
+
+def test_rviz_argument_adds_the_rviz2_command_line():
+    """rviz:=true adds rviz2 with the package's display config. rviz2 is not installable
+    here, so only its command line is checked (the source tree: the installed share
+    mirrors its launch/ and config/)."""
+    import pathlib
+
+    repo = pathlib.Path(__file__).resolve().parents[1]
+    source = repo / "launch" / LAUNCH
+
+    def find(pkg):
+        assert pkg == "s2m_ros", pkg
+        return str(repo)
+
+    _, nodes = parse(source, find)
+    assert [n["exec"] for n in nodes] == ["s2m_node", "fusion_node"], "rviz defaults to off"
+    _, nodes = parse(source, find, {"rviz": "true", "use_sim_time": "true"})
+    assert [(n["pkg"], n["exec"]) for n in nodes] == [("s2m_ros", "s2m_node"), ("s2m_ros", "fusion_node"),
+                                                      ("rviz2", "rviz2")]
+    config = str(repo / "config" / "s2m.rviz")
+    assert os.path.isfile(config)
+    assert ["rviz2"] + nodes[2]["argv"] == ["rviz2", "-d", config, "--ros-args", "-r", "__node:=rviz2",
+                                            "-p", "use_sim_time:=true"]
+    _, nodes = parse(source, find, {"rviz": "1", "rviz_config": "/my configs/apron.rviz"})
+    assert nodes[2]["args"] == ["-d", "/my configs/apron.rviz"], "a path with spaces stays one argument"
+    with pytest.raises(LaunchError):
+        parse(source, find, {"rviz": "yes"})
