@@ -227,3 +227,18 @@ def test_missing_model_file_stops_startup_with_path_and_command(start_node, shar
     assert proc.proc.wait(60) == 2
     text = proc.output()
     assert str(missing) in text and "s2m export espnet" in text
+
+
+def test_huge_image_is_rejected_and_the_node_goes_on(start_node, share, probe):
+    from sensor_msgs.msg import Image
+
+    proc = _start(start_node, share, "-p", "input.max_pixels:=20000")
+    out = Outputs(probe)
+    pub = probe.publisher(Image, "/image")
+    assert probe.wait_for_subscriber(pub)
+    big, _ = render_apron(320, 180, seed=1)  # 57600 pixels > 20000
+    assert probe.publish_until(pub, _image_msg(big, 10**9), "s2m_node", "bad_input", 1)
+    assert "20000" in probe.diag("s2m_node")["last_error"]
+    small = np.ascontiguousarray(big[:100, :160])  # 16000 pixels
+    assert _publish_until_output(probe, pub, _image_msg(small, 2 * 10**9), out, 2 * 10**9)
+    assert [m.image_width for m in out.masks] == [160] * len(out.masks) and proc.proc.poll() is None
