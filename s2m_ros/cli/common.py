@@ -33,6 +33,17 @@ def read_image(path):
     return img
 
 
+def iter_images(paths, desc="", show_progress=None):
+    """(path, BGR image) for each path, with a progress bar; undecodable files are reported and skipped."""
+    for path in progress(paths, total=len(paths), desc=desc, enabled=show_progress):
+        try:
+            image = read_image(path)
+        except ValueError as exc:
+            print("skipped: %s" % exc, file=sys.stderr)
+            continue
+        yield path, image
+
+
 def progress(iterable, total=None, desc="", enabled=None):
     """tqdm progress bar on stderr (only when stderr is a terminal, unless forced)."""
     if enabled is None:

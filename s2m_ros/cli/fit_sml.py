@@ -15,17 +15,12 @@ import numpy as np
 
 def fit(scorer, paths, show_progress=None):
     """Accumulate per-class max-logit statistics of ``scorer`` (a ModelScorer) over image files."""
-    from s2m_ros.cli.common import progress, read_image
+    from s2m_ros.cli.common import iter_images
     from s2m_ros.core.scores import SMLAccumulator
 
     acc = None
     n = 0
-    for path in progress(paths, total=len(paths), desc="fit-sml", enabled=show_progress):
-        try:
-            image = read_image(path)
-        except ValueError as exc:
-            print("skipped: %s" % exc, file=sys.stderr)
-            continue
+    for _, image in iter_images(paths, "fit-sml", show_progress):
         logits = scorer.id_logits(image)
         if acc is None:
             acc = SMLAccumulator(logits.shape[0])

@@ -16,7 +16,7 @@ import sys
 import cv2
 import yaml
 
-from s2m_ros.cli.common import iter_image_paths, progress, read_image, write_json
+from s2m_ros.cli.common import iter_image_paths, iter_images, write_json
 
 
 def set_dotted(data, assignment):
@@ -91,12 +91,7 @@ def main(argv=None):
         return 2
     os.makedirs(args.out, exist_ok=True)
     results = []
-    for path in progress(paths, total=len(paths), desc="segment"):
-        try:
-            image = read_image(path)
-        except ValueError as exc:
-            print("skipped: %s" % exc, file=sys.stderr)
-            continue
+    for path, image in iter_images(paths, "segment"):
         res = pipeline.process(image)
         stem = path.stem
         cv2.imwrite(os.path.join(args.out, stem + ".overlay.jpg"),
