@@ -4,6 +4,7 @@
   s2m fit-sml ...                            fit standardized-max-logit statistics on ID images
   s2m segment ...                            run the pipeline on image files, write overlays + JSON
   s2m bench ...                              per-stage latency per profile/backend, JSON + table
+  s2m eval ...                               pixel / component / S2M / instance metrics on a dataset
 
 Subcommand modules are imported only when used, so `s2m --help` is fast and the runtime
 subcommands never import torch.
@@ -15,6 +16,7 @@ COMMANDS = {
     "fit-sml": ("s2m_ros.cli.fit_sml", "fit standardized max-logit statistics from in-distribution images"),
     "segment": ("s2m_ros.cli.segment", "run the S2M pipeline on images; write masks, overlays, JSON"),
     "bench": ("s2m_ros.cli.bench", "per-stage latency per profile and backend, with ratios"),
+    "eval": ("s2m_ros.cli.eval", "anomaly-segmentation metrics on a labelled dataset (pixel, component, S2M, instance)"),
 }
 
 

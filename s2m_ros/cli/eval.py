@@ -1,0 +1,219 @@
+"""`s2m eval`: anomaly-segmentation metrics of a profile on a labelled dataset, as the papers report them.
+
+  s2m eval --dataset DIR [--layout roadanomaly|folders] [--anomaly-value N ...] [--void-value N ...]
+           [--profile espnet+grabcut --scorer-model models/espnet.onnx] [--score msp|maxlogit|energy|...]
+           [--mode threshold|s2m|s2m-refine] [--threshold T] [--json OUT.json] [--out DIR] [--limit N]
+
+Modes: ``threshold`` binarises the scorer's map at the threshold that maximises pooled pixel F1 on the
+dataset (the oracle baseline of the papers) and, with ``--threshold``, also at that fixed value;
+``s2m`` evaluates the pipeline's masks (instances, their union) and its composed map; ``s2m-refine``
+the same with the refined map for the pixel metrics. Pixel metrics come from the continuous map of the
+mode, component metrics (SegmentMeIfYouCan) from the binary prediction, the S2M curve from the map
+normalised to [0, 1] over the dataset's range, instance metrics from predicted instances where the
+dataset has instance labels. Void pixels are excluded everywhere. ``--out`` writes a per-image CSV,
+overlays of the worst images and a precision-recall curve PNG.
+"""
+import argparse
+import csv
+import os
+import sys
+import time
+
+import cv2
+import numpy as np
+
+from s2m_ros.cli.common import progress, write_json
+from s2m_ros.cli.segment import add_pipeline_arguments, build_config
+
+MODES = ("threshold", "s2m", "s2m-refine")
+
+
+def _resize(score, shape):
+    h, w = shape
+    s = np.asarray(score, np.float32)
+    return s if s.shape == (h, w) else cv2.resize(s, (w, h), interpolation=cv2.INTER_LINEAR)
+
+
+def _finite_fill(s, lo):
+    return np.where(np.isfinite(s), s, lo).astype(np.float32)
+
+
+def run_eval(dataset, pipeline, mode, fixed_threshold=None, min_pred_size=0, min_gt_size=0, show_progress=None):
+    """Two passes: (1) maps, masks and the dataset's score range; (2) all metrics. Returns (result, rows, per)."""
+    from s2m_ros.core.metrics import EvalAccumulator, flatten_metrics
+
+    per = []  # (sample, map float16, pred instances [bool HxW] or None)
+    lo, hi = np.inf, -np.inf
+    t0 = time.perf_counter()
+    for sample in progress(dataset, total=len(dataset), desc="eval %s" % mode, enabled=show_progress):
+        image = sample.image
+        shape = sample.anomaly.shape
+        if mode == "threshold":
+            smap, inst = _resize(pipeline.score(image), shape), None
+        else:
+            res = pipeline.process(image)
+            src = res.refined if mode == "s2m-refine" else res.composed
+            smap = _resize(src, shape)
+            h, w = image.shape[:2]
+            inst = [cv2.resize(m.full_mask(w, h).astype(np.uint8), (shape[1], shape[0]),
+                               interpolation=cv2.INTER_NEAREST).astype(bool) for m in res.instances]
+        fin = smap[np.isfinite(smap)]
+        if fin.size:
+            lo, hi = min(lo, float(fin.min())), max(hi, float(fin.max()))
+        per.append((sample, smap.astype(np.float16) if np.all(np.abs(fin) < 6e4) else smap, inst))
+    seconds = time.perf_counter() - t0
+    if not np.isfinite(lo):
+        lo, hi = 0.0, 1.0
+    if hi <= lo:
+        hi = lo + 1.0
+    # pass 2a: pixel metrics (and the oracle threshold) from the continuous maps
+    acc = EvalAccumulator(min_pred_size=min_pred_size, min_gt_size=min_gt_size, s2m_score_range=(lo, hi))
+    for sample, smap, _ in per:
+        acc.pixel.add(_finite_fill(smap.astype(np.float32), lo), sample.anomaly, sample.valid)
+    pix = acc.pixel.result() if acc.pixel.n_pos and acc.pixel.n_neg else None
+    oracle = pix.get("best_f1_threshold") if pix else None
+    # pass 2b: binary predictions -> component, S2M-curve and instance metrics
+    acc2 = EvalAccumulator(min_pred_size=min_pred_size, min_gt_size=min_gt_size, s2m_score_range=(lo, hi))
+    fixed = EvalAccumulator(min_pred_size=min_pred_size, min_gt_size=min_gt_size, s2m_score_range=(lo, hi)) \
+        if (mode == "threshold" and fixed_threshold is not None) else None
+    rows = []
+    for sample, smap, inst in per:
+        s = _finite_fill(smap.astype(np.float32), lo)
+        void = sample.void if sample.void.any() else None
+        if mode == "threshold":
+            pred = s >= oracle if oracle is not None else np.zeros_like(sample.anomaly)
+            pred_inst = None
+        else:
+            pred = np.zeros(sample.anomaly.shape, bool)
+            for m in inst:
+                pred |= m
+            pred_inst = inst if sample.instances is not None else None
+        row = acc2.add(sample.anomaly, void, pred_mask=pred, s2m_scores=s, gt_instances=sample.instances,
+                       pred_instances=pred_inst)
+        if fixed is not None:
+            fixed.add(sample.anomaly, void, pred_mask=s >= fixed_threshold, s2m_scores=s,
+                      gt_instances=sample.instances)
+        row = dict(image=sample.name, **row)
+        rows.append(row)
+    result = acc2.result()
+    result["pixel"] = pix
+    result["n_images"] = len(per)
+    result["score_range"] = [lo, hi]
+    result["threshold"] = {"oracle_best_f1": oracle}
+    if fixed is not None:
+        fr = fixed.result()
+        result["threshold"]["fixed"] = fixed_threshold
+        result["fixed_threshold"] = {"component": fr["component"], "s2m": fr["s2m"], "instance": fr["instance"]}
+    result["seconds_per_image"] = seconds / max(len(per), 1)
+    return result, rows, per, flatten_metrics
+
+
+def _pr_curve_png(acc_scores, path):
+    """Precision-recall curve drawn with OpenCV (no plotting library needed)."""
+    pos, neg = acc_scores
+    thr = np.unique(np.quantile(np.concatenate([pos, neg]), np.linspace(0, 1, 200)))
+    tp = pos.size - np.searchsorted(np.sort(pos), thr, side="left")
+    fp = neg.size - np.searchsorted(np.sort(neg), thr, side="left")
+    rec = tp / max(pos.size, 1)
+    prec = np.where(tp + fp > 0, tp / np.maximum(tp + fp, 1), 1.0)
+    img = np.full((420, 420, 3), 255, np.uint8)
+    cv2.rectangle(img, (40, 20), (400, 380), (0, 0, 0), 1)
+    pts = np.stack([40 + rec * 360, 380 - prec * 360], axis=1).astype(np.int32)
+    cv2.polylines(img, [pts], False, (180, 80, 20), 2)
+    cv2.putText(img, "recall", (190, 405), cv2.FONT_HERSHEY_SIMPLEX, 0.45, (0, 0, 0), 1)
+    cv2.putText(img, "precision", (2, 15), cv2.FONT_HERSHEY_SIMPLEX, 0.45, (0, 0, 0), 1)
+    cv2.imwrite(path, img)
+
+
+def write_outputs(out, result, rows, per, mode, n_worst=5):
+    from s2m_ros.core.overlay import score_heatmap
+
+    os.makedirs(out, exist_ok=True)
+    keys = sorted({k for r in rows for k in r}, key=lambda k: (k != "image", k))
+    with open(os.path.join(out, "per_image.csv"), "w", newline="") as f:
+        w = csv.DictWriter(f, fieldnames=keys)
+        w.writeheader()
+        w.writerows(rows)
+    worst = sorted(range(len(rows)), key=lambda i: rows[i].get("iou", 0.0))[:n_worst]
+    for i in worst:
+        sample, smap, inst = per[i]
+        img = sample.image.copy()
+        h, w = sample.anomaly.shape
+        if img.shape[:2] != (h, w):
+            img = cv2.resize(img, (w, h))
+        vis = cv2.addWeighted(img, 0.6, score_heatmap(smap.astype(np.float32), w, h), 0.4, 0)
+        contours, _ = cv2.findContours(sample.anomaly.astype(np.uint8), cv2.RETR_EXTERNAL, cv2.CHAIN_APPROX_SIMPLE)
+        cv2.drawContours(vis, contours, -1, (0, 255, 0), 2)  # ground truth in green
+        for m in inst or []:
+            c2, _ = cv2.findContours(m.astype(np.uint8), cv2.RETR_EXTERNAL, cv2.CHAIN_APPROX_SIMPLE)
+            cv2.drawContours(vis, c2, -1, (255, 0, 255), 2)  # predicted instances in magenta
+        cv2.imwrite(os.path.join(out, "worst_%02d_%s.jpg" % (worst.index(i), sample.name)), vis)
+
+
+def main(argv=None):
+    ap = argparse.ArgumentParser(prog="s2m eval", description=__doc__.split("\n")[0])
+    ap.add_argument("--dataset", required=True)
+    ap.add_argument("--layout", choices=("roadanomaly", "folders"))
+    ap.add_argument("--anomaly-value", type=int, action="append")
+    ap.add_argument("--void-value", type=int, action="append")
+    ap.add_argument("--skip-missing", action="store_true", help="skip images without a label (counted)")
+    ap.add_argument("--mode", choices=MODES, default="threshold")
+    ap.add_argument("--threshold", type=float, help="also evaluate this fixed threshold (mode threshold)")
+    ap.add_argument("--weights", help="same as --scorer-model")
+    ap.add_argument("--min-pred-size", type=int, default=0, help="component metrics: smallest predicted component")
+    ap.add_argument("--min-gt-size", type=int, default=0, help="component metrics: smallest GT component")
+    ap.add_argument("--json", help="write the results here")
+    ap.add_argument("--out", help="folder for the per-image CSV, worst-image overlays, PR curve")
+    ap.add_argument("--limit", type=int, default=0)
+    add_pipeline_arguments(ap)
+    args = ap.parse_args(argv)
+    if args.weights and not args.scorer_model:
+        args.scorer_model = args.weights
+
+    from s2m_ros.eval.datasets import DatasetError, open_dataset
+    from s2m_ros.inference.backend import ModelFileError
+    from s2m_ros.pipeline import PipelineConfigError, S2MPipeline
+
+    try:
+        dataset = open_dataset(args.dataset, args.layout, args.anomaly_value, args.void_value, args.limit,
+                               on_missing="skip" if args.skip_missing else "error")
+        config = build_config(args)
+        if args.mode == "s2m-refine":
+            config.refine = True
+        pipeline = S2MPipeline(config)
+    except (DatasetError, ModelFileError, PipelineConfigError, FileNotFoundError, ValueError) as exc:
+        print("s2m eval: %s" % exc, file=sys.stderr)
+        return 2
+    result, rows, per, flatten = run_eval(dataset, pipeline, args.mode, args.threshold, args.min_pred_size,
+                                          args.min_gt_size)
+    result["config"] = {"mode": args.mode, "profile": config.profile, "score": config.score_method,
+                        "scorer": pipeline.scorer_name, "segmenter": pipeline.segmenter_name,
+                        "dataset": dataset.describe(), "min_pred_size": args.min_pred_size,
+                        "min_gt_size": args.min_gt_size, "pipeline": config.to_dict()}
+    flat = flatten({k: v for k, v in result.items() if k in ("pixel", "component", "s2m", "instance")})
+    print("%s on %s (%d images, %s, %s): %.2f s/image" % (config.profile, dataset.name, result["n_images"],
+                                                          args.mode, pipeline.scorer_name,
+                                                          result["seconds_per_image"]))
+    for key in ("pixel.auroc", "pixel.ap", "pixel.fpr95", "component.siou", "component.ppv", "component.f1",
+                "s2m.iou", "s2m.auiou", "s2m.mean_f1", "instance.recall", "instance.precision"):
+        v = flat.get(key)
+        print("  %-20s %s" % (key, "n/a" if v is None else ("%.4f" % v if isinstance(v, float) else v)))
+    if dataset.skipped:
+        print("  skipped: %s" % {k: len(v) for k, v in dataset.skipped.items()})
+    if args.json:
+        write_json(args.json, result)
+        print("wrote %s" % args.json)
+    if args.out:
+        write_outputs(args.out, result, rows, per, args.mode)
+        if per:
+            pos = np.concatenate([s.astype(np.float32)[smp.anomaly & smp.valid] for smp, s, _ in per])
+            neg = np.concatenate([s.astype(np.float32)[~smp.anomaly & smp.valid] for smp, s, _ in per])
+            pos, neg = np.nan_to_num(pos, nan=-1e30), np.nan_to_num(neg, nan=-1e30)
+            if pos.size and neg.size:
+                _pr_curve_png((pos, neg), os.path.join(args.out, "pr_curve.png"))
+        print("wrote %s" % args.out)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
