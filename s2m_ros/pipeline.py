@@ -25,6 +25,7 @@ import numpy as np
 from s2m_ros.core.grabcut import GrabCutConfig, GrabCutSegmenter
 from s2m_ros.core.prompts import LevelSetPromptGenerator, Prompt, PromptConfig, scale_prompts
 from s2m_ros.core.refinement import RefinementConfig, refine
+from s2m_ros.core.scores import resize_score
 from s2m_ros.core.selection import SelectionConfig, composed_anomaly_map, select_masks
 from s2m_ros.core.surface import SurfaceConfig, SurfaceScorer
 from s2m_ros.core.types import FrameMasks, InstanceMask
@@ -231,7 +232,7 @@ class S2MPipeline:
         lap("score")
         prompts = self._prompts(score, w, h)
         lap("prompts")
-        full = score if score.shape == (h, w) else cv2.resize(score, (w, h), interpolation=cv2.INTER_LINEAR)
+        full = resize_score(score, w, h)
         lap("upsample")
         segments = self.segmenter.segment(image, full, prompts) if prompts else []
         lap("segment")

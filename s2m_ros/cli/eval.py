@@ -24,14 +24,9 @@ import numpy as np
 
 from s2m_ros.cli.common import progress, write_json
 from s2m_ros.cli.segment import add_pipeline_arguments, build_config
+from s2m_ros.core.scores import resize_score
 
 MODES = ("threshold", "s2m", "s2m-refine")
-
-
-def _resize(score, shape):
-    h, w = shape
-    s = np.asarray(score, np.float32)
-    return s if s.shape == (h, w) else cv2.resize(s, (w, h), interpolation=cv2.INTER_LINEAR)
 
 
 def _finite_fill(s, lo):
@@ -49,11 +44,11 @@ def run_eval(dataset, pipeline, mode, fixed_threshold=None, min_pred_size=0, min
         image = sample.image
         shape = sample.anomaly.shape
         if mode == "threshold":
-            smap, inst = _resize(pipeline.score(image), shape), None
+            smap, inst = resize_score(pipeline.score(image), shape[1], shape[0]), None
         else:
             res = pipeline.process(image)
             src = res.refined if mode == "s2m-refine" else res.composed
-            smap = _resize(src, shape)
+            smap = resize_score(src, shape[1], shape[0])
             h, w = image.shape[:2]
             inst = [cv2.resize(m.full_mask(w, h).astype(np.uint8), (shape[1], shape[0]),
                                interpolation=cv2.INTER_NEAREST).astype(bool) for m in res.instances]

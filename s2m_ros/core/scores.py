@@ -137,6 +137,15 @@ def standardized_max_logit(logits, stats):
     return -(top - stats.mean[cls].astype(top.dtype)) / stats.std[cls].astype(top.dtype)
 
 
+def resize_score(score, width, height):
+    """Bilinear resize (pixel-centre aligned) of an HxW map to ``width`` x ``height`` (float32; the
+    same array when it already has that size)."""
+    score = np.asarray(score, dtype=np.float32)
+    if score.shape == (height, width):
+        return score
+    return cv2.resize(score, (int(width), int(height)), interpolation=cv2.INTER_LINEAR)
+
+
 def smooth(score, sigma):
     """Gaussian smoothing (sigma in pixels; 0 = none). NaN pixels are ignored, not spread."""
     score = np.asarray(score, dtype=np.float32)

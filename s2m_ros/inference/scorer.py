@@ -39,7 +39,7 @@ from typing import Optional, Sequence, Union
 import cv2
 import numpy as np
 
-from s2m_ros.core.scores import SMLStats, score_from_logits, smooth
+from s2m_ros.core.scores import SMLStats, resize_score, score_from_logits, smooth  # noqa: F401 (resize_score re-exported)
 from s2m_ros.inference.backend import create_session
 
 METHODS = ("msp", "maxlogit", "entropy", "energy", "sml")
@@ -176,14 +176,6 @@ def config_for_model(path, **overrides):
             values[key] = info[key]
     values.update(overrides)
     return dataclasses.replace(PRESETS[preset], **values)
-
-
-def resize_score(score, width, height):
-    """Bilinear resize (pixel-centre aligned) of an HxW map to ``width`` x ``height``."""
-    score = np.asarray(score, dtype=np.float32)
-    if score.shape == (height, width):
-        return score
-    return cv2.resize(score, (int(width), int(height)), interpolation=cv2.INTER_LINEAR)
 
 
 def prepare_input(image_bgr, config, size=None, dtype=np.float32):
