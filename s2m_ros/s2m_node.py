@@ -8,7 +8,6 @@ header: OodMaskArray (empty when nothing was found), the mono8 instance image, o
 32FC1 score map and a bgr8 overlay; and /diagnostics with rates, drops, per-stage latency, backend,
 model and error counts. Bad input and failed frames are counted and skipped; the node keeps running.
 """
-import re
 import time
 
 import numpy as np
@@ -16,17 +15,17 @@ import numpy as np
 from s2m_ros.diagnostics import NodeStats, to_diagnostic_array
 from s2m_ros.node_runtime import RELIABILITY_CHOICES, decode_or_report, help_text, make_qos, on_camera_info, run_node
 from s2m_ros.params import ParamSpec, declare_all
+from s2m_ros.pipeline import PipelineConfig, PipelineConfigError, S2MPipeline, parse_profile
 
 NODE_NAME = "s2m_node"
-SCORERS = ("surface", "espnet", "espnetv2", "onnx")
-SEGMENTERS = ("grabcut", "mobilesam")
-PROFILE_RE = re.compile(r"^(%s)\+(%s)$" % ("|".join(SCORERS), "|".join(SEGMENTERS)))
 
 
 def _profile_problem(value):
-    if not PROFILE_RE.match(value):
-        return "expected <scorer>+<segmenter> with scorer in {%s} and segmenter in {%s}" % (
-            ", ".join(SCORERS), ", ".join(SEGMENTERS))
+    """The pipeline's own profile check (one list of scorers and segmenters)."""
+    try:
+        parse_profile(value)
+    except PipelineConfigError as exc:
+        return str(exc)
     return None
 
 
@@ -79,8 +78,6 @@ SUMMARY = ("s2m_ros camera node: anomaly masks of unknown objects from camera im
 
 def pipeline_config(p):
     """PipelineConfig from the node's parameters (``pipeline.config`` YAML first, parameters on top)."""
-    from s2m_ros.pipeline import PipelineConfig
-
     data = {}
     if p["pipeline.config"]:
         import yaml
@@ -107,7 +104,6 @@ def _make_node_class():
     from s2m_ros.core.overlay import draw_overlay
     from s2m_ros.inference.scorer import NonFiniteOutputError
     from s2m_ros.msg import OodMaskArray
-    from s2m_ros.pipeline import S2MPipeline
     from s2m_ros.worker import LatestOnlyWorker
 
     class S2MNode(Node):
