@@ -113,7 +113,6 @@ def _make_node_class():
             self.params = p = declare_all(self, PARAMS)
             self.stats = NodeStats()
             self._last_stamp_ns = None
-            self._last_output_ns = None
             self.camera = None
             # fails here (exit code 2) on a missing model file, with its path and the export command
             self.pipeline = S2MPipeline(pipeline_config(p))
@@ -156,9 +155,8 @@ def _make_node_class():
             stamp_ns = stamp_to_ns(msg.header.stamp)
             if self._last_stamp_ns is not None and stamp_ns < self._last_stamp_ns:
                 self.stats.count("time_resets")
-                self.get_logger().info("image stamps went backwards by %.3f s (bag loop?): state reset" % (
+                self.get_logger().info("image stamps went backwards by %.3f s (bag loop?)" % (
                     (self._last_stamp_ns - stamp_ns) * 1e-9))
-                self._last_output_ns = None
             self._last_stamp_ns = stamp_ns
             t0 = time.perf_counter()
             bgr = decode_or_report(self, self.stats, "bad_input", "frame", decode)
@@ -201,7 +199,6 @@ def _make_node_class():
 
         # -- diagnostics ---------------------------------------------------
         def _publish_diagnostics(self):
-            self.stats.set_info("dropped_by_worker", self.worker.dropped)
             errors = self.stats.counters.get("errors_total", 0)
             level = DiagnosticStatus.WARN if errors else DiagnosticStatus.OK
             message = "%d frame(s) processed, %d dropped (latest-only), %d error(s)" % (

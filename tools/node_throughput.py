@@ -33,6 +33,7 @@ def main():
     from ament_index_python.packages import get_package_prefix, get_package_share_directory
     from sensor_msgs.msg import Image
 
+    from s2m_ros.cli.bench import pipeline_config as bench_config
     from s2m_ros.cli.probe import Probe
     from s2m_ros.conversions.image import image_to_numpy, numpy_to_image
     from s2m_ros.conversions.s2m_msgs import make_header
@@ -44,12 +45,13 @@ def main():
     results = {}
     overlay = []
     for profile in [p for p in args.profiles.split(",") if p]:
+        # the same model files `s2m bench --models` uses (from `make models`)
+        cfg = bench_config(profile, args.models, "onnxruntime", 2)
         extra = ["-p", "profile:=" + profile, "-p", "diagnostics.period_s:=0.5", "-p", "threads:=2"]
-        if not profile.startswith("surface"):
-            extra += ["-p", "models.scorer:=%s/%s.onnx" % (args.models, profile.split("+")[0])]
-        if profile.endswith("mobilesam"):
-            extra += ["-p", "models.mobilesam_encoder:=%s/mobilesam_encoder.onnx" % args.models,
-                      "-p", "models.mobilesam_decoder:=%s/mobilesam_decoder.onnx" % args.models]
+        for param, value in (("models.scorer", cfg.scorer_model), ("models.mobilesam_encoder", cfg.mobilesam_encoder),
+                             ("models.mobilesam_decoder", cfg.mobilesam_decoder)):
+            if value:
+                extra += ["-p", "%s:=%s" % (param, value)]
         log = tempfile.NamedTemporaryFile("w+", suffix=".log", delete=False)
         proc = subprocess.Popen([exe, "--ros-args", "--params-file", params] + extra, stdout=log,
                                 stderr=subprocess.STDOUT, start_new_session=True)

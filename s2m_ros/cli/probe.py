@@ -23,11 +23,9 @@ class Probe:
             self.diagnostics[status.name] = {kv.key: kv.value for kv in status.values}
 
     def publisher(self, msg_type, topic, reliable=False, depth=10):
-        from rclpy.qos import QoSProfile, ReliabilityPolicy
+        from s2m_ros.node_runtime import make_qos
 
-        qos = QoSProfile(depth=depth, reliability=ReliabilityPolicy.RELIABLE if reliable else
-                         ReliabilityPolicy.BEST_EFFORT)
-        return self.node.create_publisher(msg_type, topic, qos)
+        return self.node.create_publisher(msg_type, topic, make_qos("reliable" if reliable else "best_effort", depth))
 
     def spin_until(self, predicate, timeout=15.0):
         import time

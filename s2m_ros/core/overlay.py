@@ -35,11 +35,11 @@ def draw_overlay(image_bgr, instances, score_map=None, alpha=0.45, heat_alpha=0.
         cv2.rectangle(img, (x, y), (x + bw - 1, y + bh - 1), (200, 200, 200), 1)
     for k, m in enumerate(instances):
         colour = PALETTE[k % len(PALETTE)]
-        x, y, bw, bh = m.roi
-        x0, y0, x1, y1 = max(x, 0), max(y, 0), min(x + bw, w), min(y + bh, h)
-        if x1 <= x0 or y1 <= y0:
+        part = m.clipped(w, h)
+        if part is None:
             continue
-        sub = m.mask[y0 - y:y1 - y, x0 - x:x1 - x]
+        x0, y0, sub = part
+        y1, x1 = y0 + sub.shape[0], x0 + sub.shape[1]
         roi = img[y0:y1, x0:x1]
         tinted = (roi * (1 - alpha) + colour * alpha).astype(np.uint8)
         roi[sub] = tinted[sub]

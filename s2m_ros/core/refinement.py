@@ -35,6 +35,7 @@ import cv2
 import numpy as np
 
 from s2m_ros.core.config import check_fields
+from s2m_ros.core.types import clip_mask_to_image
 
 _INTER_NEAREST = getattr(cv2, "INTER_NEAREST_EXACT", cv2.INTER_NEAREST)  # EXACT: OpenCV >= 4.5
 
@@ -179,12 +180,10 @@ def segment_average_masks(score_map: np.ndarray, masks: Sequence, overlap: str =
     out = s.copy()
     entries = []
     for m in masks:
-        x, y, w, h = (int(v) for v in m.roi)
-        mask = np.asarray(m.mask, dtype=bool)
-        x0, y0, x1, y1 = max(x, 0), max(y, 0), min(x + w, W), min(y + h, H)
-        if x1 <= x0 or y1 <= y0:
+        part = clip_mask_to_image(m.roi, np.asarray(m.mask, dtype=bool), W, H)
+        if part is None:
             continue
-        cm = mask[y0 - y:y1 - y, x0 - x:x1 - x]
+        x0, y0, cm = part
         area = int(np.count_nonzero(cm))
         if area:
             entries.append((area, x0, y0, cm))
@@ -276,10 +275,10 @@ def _overlay_masks(original, current, segments, overlap):
     H, W = original.shape
     covered = np.zeros((H, W), dtype=bool)
     for m in segments:
-        x, y, w, h = (int(v) for v in m.roi)
-        x0, y0, x1, y1 = max(x, 0), max(y, 0), min(x + w, W), min(y + h, H)
-        if x1 > x0 and y1 > y0:
-            covered[y0:y1, x0:x1] |= np.asarray(m.mask, dtype=bool)[y0 - y:y1 - y, x0 - x:x1 - x]
+        part = clip_mask_to_image(m.roi, np.asarray(m.mask, dtype=bool), W, H)
+        if part is not None:
+            x0, y0, cm = part
+            covered[y0:y0 + cm.shape[0], x0:x0 + cm.shape[1]] |= cm
     out = current.copy()
     out[covered] = averaged[covered]
     return out

@@ -71,7 +71,7 @@ import cv2
 import numpy as np
 
 from s2m_ros.core.config import check_fields
-from s2m_ros.core.types import InstanceMask, box_from_mask
+from s2m_ros.core.types import InstanceMask, box_from_mask, clip_mask_to_image
 
 _MAD_TO_SIGMA = 1.4826
 _AUC_MAX_SAMPLES = 4096  # per side; quantile subsampling beyond (AUC error about 1 / 4096)
@@ -141,11 +141,10 @@ class SelectionConfig:
 
 def _clip_to_image(roi, mask, width, height):
     """(x0, y0, cropped mask) of the part of a cropped mask inside the image; None when nothing is."""
-    x, y, w, h = roi
-    x0, y0, x1, y1 = max(x, 0), max(y, 0), min(x + w, width), min(y + h, height)
-    if x1 <= x0 or y1 <= y0:
+    part = clip_mask_to_image(roi, mask, width, height)
+    if part is None:
         return None
-    m = mask[y0 - y:y1 - y, x0 - x:x1 - x]
+    x0, y0, m = part
     tight = box_from_mask(m)
     if tight is None:
         return None

@@ -22,6 +22,16 @@ def box_from_mask(mask):
     return int(cols[0]), int(rows[0]), int(cols[-1] - cols[0] + 1), int(rows[-1] - rows[0] + 1)
 
 
+def clip_mask_to_image(roi, mask, width, height):
+    """``(x0, y0, sub)``: the part of a mask cropped to ``roi`` (x, y, w, h) that lies inside a
+    (width, height) image, and where that part starts; None when the mask lies entirely outside."""
+    x, y, w, h = (int(v) for v in roi)
+    x0, y0, x1, y1 = max(x, 0), max(y, 0), min(x + w, width), min(y + h, height)
+    if x1 <= x0 or y1 <= y0:
+        return None
+    return x0, y0, mask[y0 - y:y1 - y, x0 - x:x1 - x]
+
+
 @dataclass
 class InstanceMask:
     """One object mask, stored cropped to its box ``roi``."""
@@ -56,13 +66,17 @@ class InstanceMask:
         x, y, w, h = roi
         return cls(id=id, roi=roi, mask=full_mask[y:y + h, x:x + w].copy(), anomaly_score=anomaly_score, **kwargs)
 
+    def clipped(self, width, height):
+        """See :func:`clip_mask_to_image`."""
+        return clip_mask_to_image(self.roi, self.mask, width, height)
+
     def full_mask(self, width, height):
         """The mask pasted into an empty (height, width) boolean image (clipped at the borders)."""
         out = np.zeros((height, width), dtype=bool)
-        x, y, w, h = self.roi
-        x0, y0, x1, y1 = max(x, 0), max(y, 0), min(x + w, width), min(y + h, height)
-        if x1 > x0 and y1 > y0:
-            out[y0:y1, x0:x1] = self.mask[y0 - y:y1 - y, x0 - x:x1 - x]
+        part = self.clipped(width, height)
+        if part is not None:
+            x0, y0, sub = part
+            out[y0:y0 + sub.shape[0], x0:x0 + sub.shape[1]] = sub
         return out
 
 
@@ -85,7 +99,10 @@ class FrameMasks:
             raise ValueError("an instance image holds at most 255 instances, got %d" % len(self.masks))
         out = np.zeros((self.height, self.width), dtype=np.uint8)
         for k, m in enumerate(self.masks, start=1):
-            out[m.full_mask(self.width, self.height)] = k
+            part = m.clipped(self.width, self.height)
+            if part is not None:  # write inside the mask's box only, not a full frame per mask
+                x0, y0, sub = part
+                out[y0:y0 + sub.shape[0], x0:x0 + sub.shape[1]][sub] = k
         return out
 
 
