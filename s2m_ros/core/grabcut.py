@@ -37,6 +37,7 @@ from typing import List, Sequence
 import cv2
 import numpy as np
 
+from s2m_ros.core.metrics import mann_whitney_auc
 from s2m_ros.core.segmentation import Segment, Segmenter
 from s2m_ros.core.types import box_from_mask
 
@@ -93,21 +94,10 @@ def _validate(cfg):
 
 
 def _auc(pos, neg):
-    """P(pos > neg) + 0.5 P(pos == neg) (Mann-Whitney), from ranks; 0.5 when either side is empty."""
+    """P(pos > neg) + 0.5 P(pos == neg) (Mann-Whitney); 0.5 when either side is empty."""
     if pos.size == 0 or neg.size == 0:
         return 0.5
-    allv = np.concatenate([pos, neg]).astype(np.float64)
-    order = np.argsort(allv, kind="mergesort")
-    ranks = np.empty(allv.size, np.float64)
-    ranks[order] = np.arange(1, allv.size + 1)
-    # average ranks over ties
-    sorted_v = allv[order]
-    starts = np.flatnonzero(np.r_[True, sorted_v[1:] != sorted_v[:-1]])
-    ends = np.r_[starts[1:], sorted_v.size]
-    avg = 0.5 * (starts + ends + 1)  # mean of ranks starts+1 .. ends
-    ranks[order] = np.repeat(avg, ends - starts)
-    r_pos = ranks[:pos.size].sum()
-    return float((r_pos - pos.size * (pos.size + 1) / 2.0) / (pos.size * neg.size))
+    return mann_whitney_auc(np.sort(pos, kind="mergesort"), np.sort(neg, kind="mergesort"))
 
 
 class GrabCutSegmenter(Segmenter):

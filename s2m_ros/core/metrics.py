@@ -67,6 +67,14 @@ def _split(scores, labels, valid=None):
     return pos.reshape(-1), neg.reshape(-1)
 
 
+def mann_whitney_auc(pos, neg):
+    """P(pos > neg) + 0.5 P(pos == neg) (Mann-Whitney U / (n m)) from non-empty ascending-sorted arrays."""
+    below = np.searchsorted(neg, pos, side="left")
+    not_above = np.searchsorted(neg, pos, side="right")
+    return float(below.sum(dtype=np.float64) + 0.5 * (not_above - below).sum(dtype=np.float64)) / (
+        float(pos.size) * float(neg.size))
+
+
 def metrics_from_sorted(pos, neg, tpr_level=0.95):
     """AUROC / AP / FPR@``tpr_level`` from ascending-sorted positive and negative scores."""
     n_pos, n_neg = int(pos.size), int(neg.size)

@@ -71,6 +71,7 @@ import cv2
 import numpy as np
 
 from s2m_ros.core.config import check_fields
+from s2m_ros.core.metrics import mann_whitney_auc
 from s2m_ros.core.types import InstanceMask, box_from_mask, clip_mask_to_image
 
 _MAD_TO_SIGMA = 1.4826
@@ -195,12 +196,7 @@ def _auc(inside, ring, max_samples=_AUC_MAX_SAMPLES):
     Exact up to ``max_samples`` values per side; larger sides are replaced by that many evenly
     spaced quantiles, which changes the AUC by about 1 / max_samples at most.
     """
-    inside = _quantiles(inside, max_samples)
-    ring = _quantiles(ring, max_samples)
-    below = np.searchsorted(ring, inside, side="left")
-    not_above = np.searchsorted(ring, inside, side="right")
-    return float(below.sum(dtype=np.float64) + 0.5 * (not_above - below).sum(dtype=np.float64)) / (
-        float(inside.size) * float(ring.size))
+    return mann_whitney_auc(_quantiles(inside, max_samples), _quantiles(ring, max_samples))
 
 
 def _measure(score_map, x0, y0, m, config):
