@@ -61,8 +61,8 @@ def run_decoder(sess, emb, coords, labels, windows=None):
     labels = np.asarray(labels, np.float32)
     if windows is None:
         windows = rt.full_windows(coords.shape[0])
-    return sess.run(None, {"image_embeddings": emb, "point_coords": coords, "point_labels": labels,
-                           "mask_windows": windows})
+    out = sess.run({"image_embeddings": emb, "point_coords": coords, "point_labels": labels, "mask_windows": windows})
+    return [out[n] for n in sess.output_names]
 
 
 # --- torch compatibility and checkpoints -------------------------------------------------------

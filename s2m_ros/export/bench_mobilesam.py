@@ -155,10 +155,10 @@ def bench(checkpoint=None, threads=2, runs=7, warmup=2, prompt_counts=(1, 8), fr
 
     def naive_path_run(prompts):
         coords, labels = prompt_points(prompts, (h, w), True, False)
-        masks, iou, _ = naive.run(None, {"image_embeddings": emb, "point_coords": coords, "point_labels": labels,
-                                         "mask_input": np.zeros((1, 1, 256, 256), np.float32),
-                                         "has_mask_input": np.zeros(1, np.float32),
-                                         "orig_im_size": np.array([h, w], np.float32)})
+        masks, iou, _ = naive.run({"image_embeddings": emb, "point_coords": coords, "point_labels": labels,
+                                   "mask_input": np.zeros((1, 1, 256, 256), np.float32),
+                                   "has_mask_input": np.zeros(1, np.float32),
+                                   "orig_im_size": np.array([h, w], np.float32)}).values()
         out = []
         for i, p in enumerate(prompts):
             rx, ry, rw, rh = roi_for_box(p.box, (h, w), seg.roi_margin, seg.roi_min_margin_px)

@@ -72,13 +72,14 @@ from torch import nn
 from torch.nn import functional as F
 
 from s2m_ros.export.torch_compat import import_mobile_sam
+# graph <-> runtime contract values live with the runtime (PAD_LABEL: ignored padding point; -1 is
+# SAM's own "not a point" token)
+from s2m_ros.inference.mobilesam import IMG_SIZE, PAD_LABEL, full_windows  # noqa: F401 (full_windows re-exported)
 
-IMG_SIZE = 1024
-EMBED_HW = 64
+EMBED_HW = 64  # = LOW_RES // 4 of the runtime
 NUM_MASK_TOKENS = 4
 ENCODER_FILE = "mobilesam_encoder.onnx"
 DECODER_FILE = "mobilesam_decoder.onnx"
-PAD_LABEL = -2.0  # ignored point (batch padding); -1 is SAM's own "not a point" token
 MASKED = -1e9  # attention score of a padded key: exp() underflows to exactly 0, unlike -inf never NaN in a product
 
 
@@ -372,11 +373,6 @@ class BatchedPromptDecoder(nn.Module):
         return m.permute(0, 1, 3, 5, 2, 4, 6).reshape(n, NUM_MASK_TOKENS, th * 4, tw * 4)
 
 
-def full_windows(n):
-    """``mask_windows`` for whole 256x256 masks: every prompt's window is the full 64x64 token grid."""
-    return np.tile(np.array([[0, 0, EMBED_HW, EMBED_HW]], np.int64), (int(n), 1))
-
-
 def reference_decode(sam, image_embeddings, point_coords, point_labels):
     """The original mobile_sam path for ONE prompt: ``prompt_encoder`` + ``mask_decoder.predict_masks``.
 
@@ -438,14 +434,10 @@ def export_decoder(sam, path, opset=17):
 
 
 def ort_session(path, threads=2):
-    """A plain CPU ONNX Runtime session (parity checks, benchmarks)."""
-    import onnxruntime as ort
+    """A CPU ONNX Runtime session through the project's backend (parity checks, benchmarks)."""
+    from s2m_ros.inference.backend import create_session
 
-    opts = ort.SessionOptions()
-    opts.intra_op_num_threads = threads
-    opts.inter_op_num_threads = 1
-    opts.log_severity_level = 3
-    return ort.InferenceSession(path, sess_options=opts, providers=["CPUExecutionProvider"])
+    return create_session(str(path), providers=["CPUExecutionProvider"], threads=threads)
 
 
 def parity_check(sam, encoder_path, decoder_path, seed=0):
@@ -454,12 +446,13 @@ def parity_check(sam, encoder_path, decoder_path, seed=0):
     image = torch.randn(1, 3, IMG_SIZE, IMG_SIZE, generator=g)
     with torch.no_grad():
         emb_t = sam.image_encoder(image).numpy()
-    emb_o = ort_session(encoder_path).run(None, {"image": image.numpy()})[0]
+    emb_o = ort_session(encoder_path).run({"image": image.numpy()})["image_embeddings"]
     coords = np.array([[[400.0, 300.0], [120.0, 80.0], [250.0, 200.0], [600.0, 500.0]],
                        [[700.0, 650.0], [640.0, 560.0], [830.0, 760.0], [0.0, 0.0]]], np.float32)
     labels = np.array([[1, 0, 2, 3], [1, 2, 3, PAD_LABEL]], np.float32)
-    masks_o, iou_o = ort_session(decoder_path).run(None, {"image_embeddings": emb_t, "point_coords": coords,
-                                                    "point_labels": labels, "mask_windows": full_windows(2)})
+    out = ort_session(decoder_path).run({"image_embeddings": emb_t, "point_coords": coords,
+                                         "point_labels": labels, "mask_windows": full_windows(2)})
+    masks_o, iou_o = out["low_res_masks"], out["iou_predictions"]
     d_mask = d_iou = 0.0
     for i in range(coords.shape[0]):
         m_t, iou_t = reference_decode(sam, emb_t, coords[i], labels[i])

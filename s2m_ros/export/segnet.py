@@ -78,7 +78,7 @@ def compare_with_torch(model, onnx_path, arch, width, height, seed=0, threads=2)
     are divided by 255 after normalisation; N(0, 1) inputs would be 255x too large for it).
     """
     import numpy as np
-    import onnxruntime as ort
+    from s2m_ros.inference.backend import create_session
     import torch
 
     from s2m_ros.inference.scorer import PRESETS, prepare_input
@@ -87,10 +87,8 @@ def compare_with_torch(model, onnx_path, arch, width, height, seed=0, threads=2)
     x = prepare_input(image, PRESETS[arch])
     with torch.no_grad():
         ref = model(torch.from_numpy(x)).numpy()
-    opts = ort.SessionOptions()
-    opts.intra_op_num_threads = int(threads)
-    sess = ort.InferenceSession(str(onnx_path), sess_options=opts, providers=["CPUExecutionProvider"])
-    got = sess.run(["logits"], {"image": x})[0]
+    sess = create_session(str(onnx_path), providers=["CPUExecutionProvider"], threads=int(threads))
+    got = sess.run({"image": x})["logits"]
     return float(np.abs(got - ref).max())
 
 

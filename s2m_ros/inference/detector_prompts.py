@@ -115,10 +115,10 @@ class OnnxDetectorPromptGenerator:
 
     name = "detector"
 
-    def __init__(self, config: DetectorConfig, backend="onnxruntime", threads=0, session=None):
+    def __init__(self, config: DetectorConfig, backend="onnxruntime", threads=0):
         config.validate()
         self.config = config
-        self.session = session or create_session(config.model, backend=backend, threads=threads,
+        self.session = create_session(config.model, backend=backend, threads=threads,
                                                  hint="export your score-map detector to ONNX")
         if len(self.session.input_names) != 1:
             raise ValueError("a score-map detector must have exactly one input, %s has %s"

@@ -273,8 +273,6 @@ class ModelScorer:
             out = s.output_names[int(out)]
         self.output_name = out
         shape = getattr(s, "output_shapes", {}).get(out)
-        if shape is None:
-            shape = self._output_shape_from_ort(out)
         self.output_shape = shape
         if shape is None:
             return  # backend cannot tell; checked on the first frame
@@ -295,15 +293,6 @@ class ModelScorer:
                 cfg.model, out, shape))
         if channels is not None:
             self._check_channels(channels)
-
-    def _output_shape_from_ort(self, name):
-        sess = getattr(self.session, "_session", None)
-        if sess is None:
-            return None
-        for o in sess.get_outputs():
-            if o.name == name:
-                return list(o.shape)
-        return None
 
     def _check_channels(self, channels):
         cfg = self.config
