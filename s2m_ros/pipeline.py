@@ -14,7 +14,6 @@ Profiles are ``<scorer>+<segmenter>``: scorers ``surface`` (no weights), ``espne
 This module imports no torch and no ROS; the node and the CLIs wrap it.
 """
 import dataclasses
-import math
 import time
 from dataclasses import dataclass, field
 from typing import Any, Dict, List, Optional
@@ -145,33 +144,42 @@ class PipelineResult:
                           stage_ms=dict(self.stage_ms))
 
 
-def _build_scorer(config, kind):
-    if kind == "surface":
-        return SurfaceScorer(config.surface)
+def scorer_config(kind, model, overrides=None):
+    """The ScorerConfig of a model scorer (``kind``: espnet, espnetv2 or onnx): the export sidecar
+    ``<model>.json`` when there is one (it carries the preset and the exported input size), else the
+    preset (plain defaults for ``onnx``), then ``overrides`` (ScorerConfig field -> value)."""
     import os
 
-    from s2m_ros.inference.scorer import PRESETS, ModelScorer, ScorerConfig, config_for_model
+    from s2m_ros.inference.scorer import PRESETS, ScorerConfig, config_for_model
 
     if kind == "onnx":
         base = ScorerConfig()
-    elif config.scorer_model and os.path.isfile(str(config.scorer_model) + ".json"):
-        # the sidecar `s2m export` writes: preset and the input size the model was exported at
-        base = config_for_model(config.scorer_model)
+    elif model and os.path.isfile(str(model) + ".json"):
+        base = config_for_model(model)
     else:
         base = PRESETS[kind]
+    overrides = dict(overrides or {})
+    overrides["model"] = model or overrides.get("model", "")
+    known = {f.name for f in dataclasses.fields(ScorerConfig)}
+    bad = sorted(set(overrides) - known)
+    if bad:
+        raise PipelineConfigError("unknown scorer key(s) %s (known: %s)" % (bad, ", ".join(sorted(known))))
+    return dataclasses.replace(base, **overrides)
+
+
+def _build_scorer(config, kind):
+    if kind == "surface":
+        return SurfaceScorer(config.surface)
+    from s2m_ros.inference.scorer import ModelScorer
+
     overrides = dict(config.scorer)
     overrides.setdefault("method", config.score_method)
     if config.sml_stats:
         overrides.setdefault("sml_stats", config.sml_stats)
     if config.smooth_sigma:
         overrides.setdefault("smooth_sigma", config.smooth_sigma)
-    overrides["model"] = config.scorer_model or overrides.get("model", "")
-    known = {f.name for f in dataclasses.fields(ScorerConfig)}
-    bad = sorted(set(overrides) - known)
-    if bad:
-        raise PipelineConfigError("unknown scorer key(s) %s (known: %s)" % (bad, ", ".join(sorted(known))))
-    scfg = dataclasses.replace(base, **overrides)
-    return ModelScorer(scfg, backend=config.backend, threads=config.threads, hint=EXPORT_HINTS[kind])
+    return ModelScorer(scorer_config(kind, config.scorer_model, overrides), backend=config.backend,
+                       threads=config.threads, hint=EXPORT_HINTS[kind])
 
 
 def _build_segmenter(config, kind):

@@ -105,3 +105,19 @@ def test_shipped_pipeline_yaml_is_the_code_default():
 
     path = pathlib.Path(__file__).resolve().parents[1] / "config" / "pipeline.yaml"
     assert PipelineConfig.from_yaml(path) == PipelineConfig(), "config/pipeline.yaml is stale"
+
+
+def test_scorer_config_prefers_the_export_sidecar(tmp_path):
+    import json
+
+    from s2m_ros.pipeline import scorer_config
+
+    model = tmp_path / "espnet_small.onnx"
+    assert scorer_config("espnet", str(model)).input_width == 1024  # no sidecar: the preset
+    (tmp_path / "espnet_small.onnx.json").write_text(json.dumps({"preset": "espnet", "input_width": 512,
+                                                                  "input_height": 256}))
+    cfg = scorer_config("espnet", str(model), {"method": "energy"})
+    assert (cfg.input_width, cfg.input_height, cfg.method, cfg.model) == (512, 256, "energy", str(model))
+    assert scorer_config("onnx", "m.onnx").channel_order == "bgr"  # plain defaults
+    with pytest.raises(PipelineConfigError, match="unknown scorer key"):
+        scorer_config("espnet", str(model), {"input_widht": 3})

@@ -7,7 +7,6 @@ and channels the pipeline uses, and writes the JSON that ``score_method: sml`` /
   s2m fit-sml --model espnet.onnx --preset espnet --images DIR [DIR ...] --out sml.json [--limit N]
 """
 import argparse
-import dataclasses
 import sys
 
 import numpy as np
@@ -42,23 +41,22 @@ def main(argv=None):
     ap.add_argument("--set", action="append", metavar="KEY=VALUE", help="ScorerConfig override (YAML value)")
     args = ap.parse_args(argv)
 
-    import yaml
-
     from s2m_ros.cli.common import iter_image_paths
+    from s2m_ros.cli.segment import set_dotted
     from s2m_ros.inference.backend import ModelFileError
-    from s2m_ros.inference.scorer import PRESETS, ModelScorer, ScorerConfig
+    from s2m_ros.inference.scorer import PRESETS, ModelScorer
+    from s2m_ros.pipeline import scorer_config
 
-    try:
-        base = ScorerConfig() if args.preset == "none" else PRESETS[args.preset]
-    except KeyError:
+    if args.preset != "none" and args.preset not in PRESETS:
         print("s2m fit-sml: unknown preset %r (known: %s, none)" % (args.preset, ", ".join(PRESETS)), file=sys.stderr)
         return 2
-    overrides = {"model": args.model, "method": "maxlogit"}
-    for s in args.set or ():
-        k, _, v = s.partition("=")
-        overrides[k.strip()] = yaml.safe_load(v)
     try:
-        scorer = ModelScorer(dataclasses.replace(base, **overrides), threads=args.threads)
+        overrides = {"method": "maxlogit"}
+        for s in args.set or ():
+            set_dotted(overrides, s)
+        # the same configuration the pipeline builds (export sidecar first, then the preset)
+        config = scorer_config("onnx" if args.preset == "none" else args.preset, args.model, overrides)
+        scorer = ModelScorer(config, threads=args.threads)
         paths = iter_image_paths(args.images, args.limit)
         stats, n = fit(scorer, paths)
     except (ModelFileError, FileNotFoundError, ValueError, TypeError) as exc:
