@@ -34,8 +34,10 @@ def _finite_fill(s, lo):
 
 
 def run_eval(dataset, pipeline, mode, fixed_threshold=None, min_pred_size=0, min_gt_size=0, show_progress=None):
-    """Two passes: (1) maps, masks and the dataset's score range; (2) all metrics. Returns (result, rows, per)."""
-    from s2m_ros.core.metrics import EvalAccumulator, flatten_metrics
+    """Two passes: (1) maps, masks and the dataset's score range; (2) all metrics.
+
+    Returns (result, per-image rows, per-image (sample, map, instances), the pixel accumulator)."""
+    from s2m_ros.core.metrics import EvalAccumulator, PixelMetricAccumulator
 
     per = []  # (sample, map float16, pred instances [bool HxW] or None)
     lo, hi = np.inf, -np.inf
@@ -49,9 +51,7 @@ def run_eval(dataset, pipeline, mode, fixed_threshold=None, min_pred_size=0, min
             res = pipeline.process(image)
             src = res.refined if mode == "s2m-refine" else res.composed
             smap = resize_score(src, shape[1], shape[0])
-            h, w = image.shape[:2]
-            inst = [cv2.resize(m.full_mask(w, h).astype(np.uint8), (shape[1], shape[0]),
-                               interpolation=cv2.INTER_NEAREST).astype(bool) for m in res.instances]
+            inst = [m.full_mask(shape[1], shape[0]) for m in res.instances]  # images are label-sized
         fin = smap[np.isfinite(smap)]
         if fin.size:
             lo, hi = min(lo, float(fin.min())), max(hi, float(fin.max()))
@@ -62,10 +62,10 @@ def run_eval(dataset, pipeline, mode, fixed_threshold=None, min_pred_size=0, min
     if hi <= lo:
         hi = lo + 1.0
     # pass 2a: pixel metrics (and the oracle threshold) from the continuous maps
-    acc = EvalAccumulator(min_pred_size=min_pred_size, min_gt_size=min_gt_size, s2m_score_range=(lo, hi))
+    pixels = PixelMetricAccumulator()
     for sample, smap, _ in per:
-        acc.pixel.add(_finite_fill(smap.astype(np.float32), lo), sample.anomaly, sample.valid)
-    pix = acc.pixel.result() if acc.pixel.n_pos and acc.pixel.n_neg else None
+        pixels.add(_finite_fill(smap.astype(np.float32), lo), sample.anomaly, sample.valid)
+    pix = pixels.result() if pixels.n_pos and pixels.n_neg else None
     oracle = pix.get("best_f1_threshold") if pix else None
     # pass 2b: binary predictions -> component, S2M-curve and instance metrics
     acc2 = EvalAccumulator(min_pred_size=min_pred_size, min_gt_size=min_gt_size, s2m_score_range=(lo, hi))
@@ -100,15 +100,15 @@ def run_eval(dataset, pipeline, mode, fixed_threshold=None, min_pred_size=0, min
         result["threshold"]["fixed"] = fixed_threshold
         result["fixed_threshold"] = {"component": fr["component"], "s2m": fr["s2m"], "instance": fr["instance"]}
     result["seconds_per_image"] = seconds / max(len(per), 1)
-    return result, rows, per, flatten_metrics
+    return result, rows, per, pixels
 
 
 def _pr_curve_png(acc_scores, path):
     """Precision-recall curve drawn with OpenCV (no plotting library needed)."""
-    pos, neg = acc_scores
+    pos, neg = acc_scores  # ascending
     thr = np.unique(np.quantile(np.concatenate([pos, neg]), np.linspace(0, 1, 200)))
-    tp = pos.size - np.searchsorted(np.sort(pos), thr, side="left")
-    fp = neg.size - np.searchsorted(np.sort(neg), thr, side="left")
+    tp = pos.size - np.searchsorted(pos, thr, side="left")
+    fp = neg.size - np.searchsorted(neg, thr, side="left")
     rec = tp / max(pos.size, 1)
     prec = np.where(tp + fp > 0, tp / np.maximum(tp + fp, 1), 1.0)
     img = np.full((420, 420, 3), 255, np.uint8)
@@ -120,7 +120,7 @@ def _pr_curve_png(acc_scores, path):
     cv2.imwrite(path, img)
 
 
-def write_outputs(out, result, rows, per, mode, n_worst=5):
+def write_outputs(out, rows, per, n_worst=5):
     from s2m_ros.core.overlay import score_heatmap
 
     os.makedirs(out, exist_ok=True)
@@ -130,19 +130,16 @@ def write_outputs(out, result, rows, per, mode, n_worst=5):
         w.writeheader()
         w.writerows(rows)
     worst = sorted(range(len(rows)), key=lambda i: rows[i].get("iou", 0.0))[:n_worst]
-    for i in worst:
+    for rank, i in enumerate(worst):
         sample, smap, inst = per[i]
-        img = sample.image.copy()
         h, w = sample.anomaly.shape
-        if img.shape[:2] != (h, w):
-            img = cv2.resize(img, (w, h))
-        vis = cv2.addWeighted(img, 0.6, score_heatmap(smap.astype(np.float32), w, h), 0.4, 0)
+        vis = cv2.addWeighted(sample.image, 0.6, score_heatmap(smap.astype(np.float32), w, h), 0.4, 0)
         contours, _ = cv2.findContours(sample.anomaly.astype(np.uint8), cv2.RETR_EXTERNAL, cv2.CHAIN_APPROX_SIMPLE)
         cv2.drawContours(vis, contours, -1, (0, 255, 0), 2)  # ground truth in green
         for m in inst or []:
             c2, _ = cv2.findContours(m.astype(np.uint8), cv2.RETR_EXTERNAL, cv2.CHAIN_APPROX_SIMPLE)
             cv2.drawContours(vis, c2, -1, (255, 0, 255), 2)  # predicted instances in magenta
-        cv2.imwrite(os.path.join(out, "worst_%02d_%s.jpg" % (worst.index(i), sample.name)), vis)
+        cv2.imwrite(os.path.join(out, "worst_%02d_%s.jpg" % (rank, sample.name)), vis)
 
 
 def main(argv=None):
@@ -179,13 +176,15 @@ def main(argv=None):
     except (DatasetError, ModelFileError, PipelineConfigError, FileNotFoundError, ValueError) as exc:
         print("s2m eval: %s" % exc, file=sys.stderr)
         return 2
-    result, rows, per, flatten = run_eval(dataset, pipeline, args.mode, args.threshold, args.min_pred_size,
+    from s2m_ros.core.metrics import flatten_metrics
+
+    result, rows, per, pixels = run_eval(dataset, pipeline, args.mode, args.threshold, args.min_pred_size,
                                           args.min_gt_size)
     result["config"] = {"mode": args.mode, "profile": config.profile, "score": config.score_method,
                         "scorer": pipeline.scorer_name, "segmenter": pipeline.segmenter_name,
                         "dataset": dataset.describe(), "min_pred_size": args.min_pred_size,
                         "min_gt_size": args.min_gt_size, "pipeline": config.to_dict()}
-    flat = flatten({k: v for k, v in result.items() if k in ("pixel", "component", "s2m", "instance")})
+    flat = flatten_metrics({k: v for k, v in result.items() if k in ("pixel", "component", "s2m", "instance")})
     print("%s on %s (%d images, %s, %s): %.2f s/image" % (config.profile, dataset.name, result["n_images"],
                                                           args.mode, pipeline.scorer_name,
                                                           result["seconds_per_image"]))
@@ -199,13 +198,9 @@ def main(argv=None):
         write_json(args.json, result)
         print("wrote %s" % args.json)
     if args.out:
-        write_outputs(args.out, result, rows, per, args.mode)
-        if per:
-            pos = np.concatenate([s.astype(np.float32)[smp.anomaly & smp.valid] for smp, s, _ in per])
-            neg = np.concatenate([s.astype(np.float32)[~smp.anomaly & smp.valid] for smp, s, _ in per])
-            pos, neg = np.nan_to_num(pos, nan=-1e30), np.nan_to_num(neg, nan=-1e30)
-            if pos.size and neg.size:
-                _pr_curve_png((pos, neg), os.path.join(args.out, "pr_curve.png"))
+        write_outputs(args.out, rows, per)
+        if pixels.n_pos and pixels.n_neg:  # the scores the pixel metrics used
+            _pr_curve_png(pixels.sorted_scores(), os.path.join(args.out, "pr_curve.png"))
         print("wrote %s" % args.out)
     return 0
 

@@ -143,12 +143,16 @@ class PixelMetricAccumulator:
     def n_neg(self):
         return int(sum(a.size for a in self._neg))
 
-    def result(self, tpr_level=0.95):
+    def sorted_scores(self):
+        """(positive, negative) scores of all frames, each ascending."""
         pos = np.concatenate(self._pos) if self._pos else np.zeros(0, self.dtype)
         neg = np.concatenate(self._neg) if self._neg else np.zeros(0, self.dtype)
         pos.sort()
         neg.sort()
-        return metrics_from_sorted(pos, neg, tpr_level)
+        return pos, neg
+
+    def result(self, tpr_level=0.95):
+        return metrics_from_sorted(*self.sorted_scores(), tpr_level=tpr_level)
 
 
 # ----------------------------------------------------------------------------------------------
