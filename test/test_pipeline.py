@@ -121,3 +121,11 @@ def test_scorer_config_prefers_the_export_sidecar(tmp_path):
     assert scorer_config("onnx", "m.onnx").channel_order == "bgr"  # plain defaults
     with pytest.raises(PipelineConfigError, match="unknown scorer key"):
         scorer_config("espnet", str(model), {"input_widht": 3})
+
+
+def test_bad_stage_settings_fail_when_the_config_is_loaded():
+    # validated in the stage configs themselves, so a YAML mistake is reported at load, naming the field
+    for data, field in (({"grabcut": {"iterations": 0}}, "iterations"), ({"surface": {"max_side": 2}}, "max_side"),
+                        ({"selection": {"min_auc": 2}}, "min_auc")):
+        with pytest.raises(PipelineConfigError, match=field):
+            PipelineConfig.from_dict(data)

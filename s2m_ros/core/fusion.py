@@ -30,6 +30,9 @@ from typing import List, Optional
 import cv2
 import numpy as np
 
+from s2m_ros.core.config import check_fields
+from s2m_ros.core.geometry import transform_points
+
 from .camera import PinholeCamera
 from .types import Obstacle3D
 
@@ -67,27 +70,20 @@ class FusionConfig:
     min_points: int = 5  # fewer supporting points -> low_support
 
     def __post_init__(self):
-        problems = []
-        for name in ("ransac_iterations", "ransac_sample", "min_ground_inliers", "min_cluster_points",
-                     "min_points"):
-            if int(getattr(self, name)) < 1:
-                problems.append("%s must be >= 1" % name)
-        for name in ("ransac_threshold", "ground_band", "cluster_gap", "max_range"):
-            v = float(getattr(self, name))
-            if not (math.isfinite(v) and v > 0):
-                problems.append("%s must be a positive finite number" % name)
-        if not (0 <= self.max_ground_slope_deg < 90):
-            problems.append("max_ground_slope_deg must be in [0, 90)")
-        if not (math.isfinite(self.min_depth) and self.min_depth >= 0):
-            problems.append("min_depth must be >= 0")
-        if self.erode_px < 0:
-            problems.append("erode_px must be >= 0")
-        if self.max_cluster_extent is not None and not (self.max_cluster_extent > 0):
-            problems.append("max_cluster_extent must be positive or None")
-        if self.fallback_ground_z is not None and not math.isfinite(self.fallback_ground_z):
-            problems.append("fallback_ground_z must be finite or None")
-        if problems:
-            raise ValueError("FusionConfig: " + "; ".join(problems))
+        def positive(v):
+            return math.isfinite(float(v)) and float(v) > 0
+
+        check_fields(self, [(n, int(getattr(self, n)) >= 1, ">= 1") for n in (
+            "ransac_iterations", "ransac_sample", "min_ground_inliers", "min_cluster_points", "min_points")]
+            + [(n, positive(getattr(self, n)), "a positive finite number") for n in (
+                "ransac_threshold", "ground_band", "cluster_gap", "max_range")]
+            + [("max_ground_slope_deg", 0 <= self.max_ground_slope_deg < 90, "in [0, 90)"),
+               ("min_depth", math.isfinite(self.min_depth) and self.min_depth >= 0, ">= 0"),
+               ("erode_px", self.erode_px >= 0, ">= 0"),
+               ("max_cluster_extent", self.max_cluster_extent is None or self.max_cluster_extent > 0,
+                "positive or None"),
+               ("fallback_ground_z", self.fallback_ground_z is None or math.isfinite(self.fallback_ground_z),
+                "finite or None")])
 
 
 @dataclass
@@ -401,12 +397,11 @@ def fuse(frame_masks, points_xyz, camera, T_cam_lidar, config=None):
     keep = (r2 <= config.max_range ** 2) & (np.abs(z) < np.inf)
     pts = pts[keep]
     result.num_finite = int(pts.shape[0])
+    fallback = None if config.fallback_ground_z is None else GroundPlane(
+        np.array([0.0, 0.0, 1.0]), -config.fallback_ground_z, fitted=False)
     if pts.shape[0] == 0:
         status = EMPTY_CLOUD if n_in == 0 else NO_FINITE_POINTS
-        plane = None
-        if config.fallback_ground_z is not None:
-            plane = GroundPlane(np.array([0.0, 0.0, 1.0]), -config.fallback_ground_z, fitted=False)
-        result.plane = plane
+        result.plane = plane = fallback
         for m in masks:
             result.obstacles.append(_low_support(m, m.id, camera, T_lidar_cam, plane, np.zeros((0, 3))))
             result.reports.append(MaskReport(m.id, status, "cloud has %d points, none finite within %g m"
@@ -414,9 +409,7 @@ def fuse(frame_masks, points_xyz, camera, T_cam_lidar, config=None):
         return result
 
     # 1. ground
-    plane = fit_ground_plane(pts, config)
-    if plane is None and config.fallback_ground_z is not None:
-        plane = GroundPlane(np.array([0.0, 0.0, 1.0]), -config.fallback_ground_z, fitted=False)
+    plane = fit_ground_plane(pts, config) or fallback
     result.plane = plane
     if plane is not None:
         keep = pts @ plane.normal.astype(dtype) > dtype(config.ground_band - plane.d)
@@ -426,7 +419,7 @@ def fuse(frame_masks, points_xyz, camera, T_cam_lidar, config=None):
         obj = pts
 
     # 2. transform, keep points in front, project once
-    cam = obj @ T[:3, :3].T.astype(dtype) + T[:3, 3].astype(dtype)
+    cam = transform_points(T.astype(dtype), obj)
     front = np.flatnonzero(cam[:, 2] > max(config.min_depth, 1e-6))
     cam, obj = cam[front], obj[front]
     uv, valid = project_points(camera, cam, config.min_depth)

@@ -72,6 +72,9 @@ class GrabCutConfig:
     # Fill the holes of the kept component.
     fill_holes: bool = True
 
+    def __post_init__(self):
+        _validate(self)
+
 
 def _validate(cfg):
     def bad(name, rule):
@@ -106,8 +109,7 @@ class GrabCutSegmenter(Segmenter):
     name = "grabcut"
 
     def __init__(self, config: GrabCutConfig = None):
-        self.config = config if config is not None else GrabCutConfig()
-        _validate(self.config)
+        self.config = config if config is not None else GrabCutConfig()  # validated when made
 
     def segment(self, image: np.ndarray, score_map: np.ndarray, prompts: Sequence) -> List[Segment]:
         image = np.asarray(image)

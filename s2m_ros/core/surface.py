@@ -122,6 +122,9 @@ class SurfaceConfig:
     # most a band may rise above the common horizon line.
     envelope_trim: float = 0.01
 
+    def __post_init__(self):
+        _validate(self)
+
 
 class SurfaceScorer:
     """Scores every pixel by its distance to this frame's drivable-surface appearance model.
@@ -133,8 +136,7 @@ class SurfaceScorer:
     name = "surface"
 
     def __init__(self, config: SurfaceConfig = None):
-        self.config = config if config is not None else SurfaceConfig()
-        _validate(self.config)
+        self.config = config if config is not None else SurfaceConfig()  # validated when made
 
     def working_size(self, width: int, height: int) -> Tuple[int, int]:
         """(w, h) of the score map for an input of ``width`` x ``height``."""
