@@ -35,6 +35,7 @@ import cv2
 import numpy as np
 
 from s2m_ros.core.config import check_fields
+from s2m_ros.core.scores import as_score_map
 from s2m_ros.core.types import clip_mask_to_image
 
 _INTER_NEAREST = getattr(cv2, "INTER_NEAREST_EXACT", cv2.INTER_NEAREST)  # EXACT: OpenCV >= 4.5
@@ -78,15 +79,6 @@ class RefinementConfig:
         check_fields(self, checks)
 
 
-def _as_map(score_map):
-    s = np.asarray(score_map)
-    if s.ndim != 2 or s.size == 0:
-        raise ValueError("score_map must be a non-empty 2-D (H x W) array, got shape %s" % (s.shape,))
-    if not (np.issubdtype(s.dtype, np.floating) or np.issubdtype(s.dtype, np.integer)):
-        raise ValueError("score_map must be a real numeric array, got dtype %s" % s.dtype)
-    return s.astype(np.float32, copy=False)
-
-
 def oversegment(image_bgr: np.ndarray, config: RefinementConfig = RefinementConfig()) -> np.ndarray:
     """Graph-based over-segmentation (Felzenszwalb) of an H x W x 3 uint8 BGR image -> int32 labels 0..K-1.
 
@@ -121,7 +113,7 @@ def segment_average(score_map: np.ndarray, labels: np.ndarray) -> np.ndarray:
     keep their score. Means ignore NaN; NaN pixels stay NaN; a segment with no finite pixel keeps
     its (NaN) pixels. Returns float32.
     """
-    s = _as_map(score_map)
+    s = as_score_map(score_map)
     lab = np.asarray(labels)
     if lab.shape != s.shape:
         raise ValueError("labels shape %s differs from score_map shape %s" % (lab.shape, s.shape))
@@ -175,7 +167,7 @@ def segment_average_masks(score_map: np.ndarray, masks: Sequence, overlap: str =
     """
     if overlap not in ("largest", "smallest"):
         raise ValueError("overlap must be 'largest' or 'smallest', got %r" % (overlap,))
-    s = _as_map(score_map)
+    s = as_score_map(score_map)
     H, W = s.shape
     out = s.copy()
     entries = []
@@ -219,7 +211,7 @@ def laplacian_edge_fill(score_map: np.ndarray) -> np.ndarray:
     Exactly the published per-pixel rule (image-border pixels are never replaced), computed with
     two 3x3 box sums instead of a Python loop.
     """
-    s = _as_map(score_map)
+    s = as_score_map(score_map)
     out = s.copy()
     H, W = s.shape
     if H < 3 or W < 3:
@@ -249,7 +241,7 @@ def refine(score_map: np.ndarray, image_bgr: Optional[np.ndarray] = None, segmen
     """Objectomaly-style refinement: OASC (segmenter masks when given, else over-segmentation of
     ``image_bgr``), then MBP. With neither masks nor image, OASC is skipped. Returns H x W float32.
     """
-    s = _as_map(score_map)
+    s = as_score_map(score_map)
     out = s
     if config.oasc:
         use_masks = segments is not None and len(segments) > 0

@@ -137,6 +137,16 @@ def standardized_max_logit(logits, stats):
     return -(top - stats.mean[cls].astype(top.dtype)) / stats.std[cls].astype(top.dtype)
 
 
+def as_score_map(score_map):
+    """A non-empty 2-D real array as float32 (no copy when it already is); ValueError otherwise."""
+    s = np.asarray(score_map)
+    if s.ndim != 2 or s.size == 0:
+        raise ValueError("score_map must be a non-empty 2-D (H x W) array, got shape %s" % (s.shape,))
+    if not (np.issubdtype(s.dtype, np.floating) or np.issubdtype(s.dtype, np.integer)):
+        raise ValueError("score_map must be a real numeric array, got dtype %s" % s.dtype)
+    return s.astype(np.float32, copy=False)
+
+
 def resize_score(score, width, height):
     """Bilinear resize (pixel-centre aligned) of an HxW map to ``width`` x ``height`` (float32; the
     same array when it already has that size)."""

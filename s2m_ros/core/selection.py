@@ -71,6 +71,7 @@ import cv2
 import numpy as np
 
 from s2m_ros.core.config import check_fields
+from s2m_ros.core.scores import as_score_map
 from s2m_ros.core.metrics import mann_whitney_auc
 from s2m_ros.core.types import InstanceMask, box_from_mask, clip_mask_to_image
 
@@ -238,15 +239,6 @@ def _overlap(a, b):
     return inter / float(area_a + area_b - inter), inter / float(min(area_a, area_b))
 
 
-def _check_map(score_map):
-    s = np.asarray(score_map)
-    if s.ndim != 2 or s.size == 0:
-        raise ValueError("score_map must be a non-empty 2-D (H x W) array, got shape %s" % (s.shape,))
-    if not (np.issubdtype(s.dtype, np.floating) or np.issubdtype(s.dtype, np.integer)):
-        raise ValueError("score_map must be a real numeric array, got dtype %s" % s.dtype)
-    return s.astype(np.float32, copy=False)
-
-
 def select_masks(segments: Sequence, score_map: np.ndarray, config: SelectionConfig = SelectionConfig(),
                  prompts: Optional[Sequence] = None) -> Tuple[List[InstanceMask], List[Decision]]:
     """Keep the segments the anomaly evidence supports; return (instance masks, report).
@@ -261,7 +253,7 @@ def select_masks(segments: Sequence, score_map: np.ndarray, config: SelectionCon
     numbered 1..K, best supported first; ``InstanceMask.contrast`` is the robust sigma contrast
     (whatever the decision statistic), ``anomaly_score`` the NaN-ignoring mean score inside.
     """
-    s = _check_map(score_map)
+    s = as_score_map(score_map)
     H, W = s.shape
     n_valid = int(np.count_nonzero(np.isfinite(s)))
     report = [None] * len(segments)
@@ -368,7 +360,7 @@ def composed_anomaly_map(masks: Sequence[InstanceMask], score_map: Optional[np.n
     if mode == "keep":
         if score_map is None:
             raise ValueError("mode='keep' needs the score_map")
-        out = _check_map(score_map).copy()
+        out = as_score_map(score_map).copy()
     else:
         if score_map is not None:
             shape = np.asarray(score_map).shape
