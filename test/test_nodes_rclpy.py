@@ -31,8 +31,6 @@ def test_help_documents_every_parameter_and_topic(start_node, exe):
     proc = start_node(exe, "--help")
     assert proc.proc.wait(30) == 0
     out = proc.output()
-    if exe == "fusion_node":
-        assert "NOT IMPLEMENTED YET" in out  # --help says what does not work yet (fusion: #6)
     for spec in module.PARAMS:
         assert "`%s`" % spec.name in out
     for topic in module.TOPICS:
@@ -191,9 +189,10 @@ def test_fusion_node_exchanges_masks_and_clouds(start_node, share, probe):
     assert probe.diag("fusion_node")["last_cloud_points"] == "480"  # NaN points dropped
     mask_pub.publish(mask_array(t0 + 20 * 10**6, 2))  # 20 ms after the cloud: within 50 ms
     assert probe.spin_until(lambda: probe.counter("fusion_node", "matched") >= 1)
+    assert probe.spin_until(lambda: probe.counter("fusion_node", "skipped_no_camera_info") >= 1)
     d = probe.diag("fusion_node")
-    assert d["last_match_masks"] == "2" and d["last_match_cloud_points"] == "480"
-    assert d["last_match_dt_ms"] == "20.0"
+    assert d["last_match_dt_ms"] == "20.0" and d["fused"] == "0"
+    assert "no valid CameraInfo" in d["last_error"]
 
     mask_pub.publish(mask_array(t0 - 10**9, 1))  # a second older than any cloud
     assert probe.spin_until(lambda: probe.counter("fusion_node", "unmatched_too_old") >= 1)
@@ -214,7 +213,7 @@ def test_fusion_node_exchanges_masks_and_clouds(start_node, share, probe):
     good = CameraInfo(width=64, height=48, distortion_model="plumb_bob", d=[0.0] * 5,
                       k=[50.0, 0.0, 32.0, 0.0, 50.0, 24.0, 0.0, 0.0, 1.0])
     info_pub.publish(good)
-    assert probe.spin_until(lambda: probe.diag("fusion_node").get("camera_info") == "64x48 plumb_bob")
+    assert probe.spin_until(lambda: probe.diag("fusion_node").get("camera_info") == "64x48 plumb_bob frame ''")
 
     bad_masks = mask_array(t0, 1)
     bad_masks.masks[0].mask.width = 3  # mask image no longer matches its roi
@@ -225,8 +224,10 @@ def test_fusion_node_exchanges_masks_and_clouds(start_node, share, probe):
     assert probe.publish_until(cloud_pub, velodyne_like_cloud(100, t0 - 50 * 10**9, seed=1),
                                "fusion_node", "time_resets", 1)
     mask_pub.publish(mask_array(t0 - 50 * 10**9, 3))
-    assert probe.spin_until(lambda: probe.counter("fusion_node", "matched") >= 2)
-    assert probe.diag("fusion_node")["last_match_masks"] == "3"
+    assert probe.spin_until(lambda: probe.counter("fusion_node", "fused") >= 1)
+    assert probe.counter("fusion_node", "matched") == 2
+    assert probe.counter("fusion_node", "masks_no_points") + probe.counter("fusion_node", "masks_low_support") \
+        + probe.counter("fusion_node", "masks_ok") == 3
     assert proc.proc.poll() is None
 
 

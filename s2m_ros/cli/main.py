@@ -5,6 +5,8 @@
   s2m segment ...                            run the pipeline on image files, write overlays + JSON
   s2m bench ...                              per-stage latency per profile/backend, JSON + table
   s2m eval ...                               pixel / component / S2M / instance metrics on a dataset
+  s2m scenario OUT_BAG ...                   synthetic apron drive with ground truth, as a rosbag2 bag
+  s2m play BAG ...                           publish a bag over ROS 2 with its original timing
 
 Subcommand modules are imported only when used, so `s2m --help` is fast and the runtime
 subcommands never import torch.
@@ -17,12 +19,14 @@ COMMANDS = {
     "segment": ("s2m_ros.cli.segment", "run the S2M pipeline on images; write masks, overlays, JSON"),
     "bench": ("s2m_ros.cli.bench", "per-stage latency per profile and backend, with ratios"),
     "eval": ("s2m_ros.cli.eval", "anomaly-segmentation metrics on a labelled dataset (pixel, component, S2M, instance)"),
+    "scenario": ("s2m_ros.cli.scenario", "write the synthetic apron drive (camera, LiDAR, odometry, truth) as a rosbag2 bag"),
+    "play": ("s2m_ros.cli.play", "publish a rosbag2 bag over ROS 2 with its original timing (+ /clock)"),
 }
 
 
 def usage():
     lines = ["usage: s2m <command> [options]", "", "commands:"]
-    lines += ["  %-9s %s" % (name, text) for name, (_, text) in COMMANDS.items()]
+    lines += ["  %-10s %s" % (name, text) for name, (_, text) in COMMANDS.items()]
     lines += ["", "`s2m <command> --help` for a command's options."]
     return "\n".join(lines)
 

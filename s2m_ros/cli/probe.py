@@ -27,6 +27,15 @@ class Probe:
 
         return self.node.create_publisher(msg_type, topic, make_qos("reliable" if reliable else "best_effort", depth))
 
+    def collect(self, msg_type, topic, reliable=True, depth=50):
+        """Subscribe to ``topic``; returns the list every received message is appended to."""
+        from s2m_ros.node_runtime import make_qos
+
+        received = []
+        self.node.create_subscription(msg_type, topic, received.append,
+                                      make_qos("reliable" if reliable else "best_effort", depth))
+        return received
+
     def spin_until(self, predicate, timeout=15.0):
         import time
 

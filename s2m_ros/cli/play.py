@@ -1,0 +1,255 @@
+"""`s2m play`: publish a rosbag2 bag over ROS 2 with its original timing (no rosbag2_py needed).
+
+  s2m play BAG [--rate R] [--topics T ...] [--clock [HZ]] [--loop] [--start-offset S]
+               [--qos-reliability reliable|best_effort] [--qos-depth N] [--wait-subscribers S]
+               [--delay S] [--ack-timeout S] [--ros-args -r /camera/image_raw:=/image ...]
+
+Message i is published at t0 + (stamp_i - stamp_0) / rate on a monotonic clock, stamp being the
+bag's receive time; the bytes published are the bag's own CDR bytes (no decode / re-encode).
+``--clock`` also publishes rosgraph_msgs/Clock on /clock with the bag time (for nodes started with
+use_sim_time:=true). Topics recorded with transient-local QoS (/tf_static) are published latched;
+a topic whose message type has no rclpy class here (tf2_msgs is not on PyPI) is skipped with a
+warning, as is one whose recorded type hash differs from this environment's definition.
+At the end it waits (--ack-timeout) until reliable subscribers acknowledged every message, so the
+last messages are not lost when the process exits. Ctrl-C (or SIGTERM) stops it cleanly (exit 0). Exit 2: the bag or an option is unusable.
+"""
+import argparse
+import signal
+import sys
+import time
+
+_NS = 1_000_000_000
+
+
+def build_parser():
+    ap = argparse.ArgumentParser(prog="s2m play", description=__doc__.split("\n\n")[0],
+                                 formatter_class=argparse.RawDescriptionHelpFormatter, epilog=__doc__.split("\n\n", 1)[1])
+    ap.add_argument("bag", metavar="BAG", help="rosbag2 bag folder (or its .mcap / .db3 file)")
+    ap.add_argument("--rate", type=float, default=1.0, help="playback speed factor (default 1.0)")
+    ap.add_argument("--topics", nargs="+", metavar="TOPIC", help="play only these topics (default: all)")
+    ap.add_argument("--clock", nargs="?", type=float, const=100.0, default=None, metavar="HZ",
+                    help="publish /clock with the bag time at HZ (default 100 Hz when given)")
+    ap.add_argument("--loop", action="store_true", help="start again at the end, until interrupted")
+    ap.add_argument("--start-offset", type=float, default=0.0, metavar="S",
+                    help="skip the first S seconds of the bag (latched topics are still published)")
+    ap.add_argument("--qos-reliability", choices=("reliable", "best_effort"), default="reliable",
+                    help="reliability of the non-latched publishers (default reliable: matches every subscriber)")
+    ap.add_argument("--qos-depth", type=int, default=10, help="history depth of the publishers (default 10)")
+    ap.add_argument("--wait-subscribers", type=float, default=0.0, metavar="S",
+                    help="wait up to S seconds until every played topic has a subscriber")
+    ap.add_argument("--delay", type=float, default=0.0, metavar="S", help="sleep S seconds before playing")
+    ap.add_argument("--ack-timeout", type=float, default=5.0, metavar="S",
+                    help="at the end, wait up to S seconds until reliable subscribers acknowledged every "
+                         "message (a reliable writer that exits earlier loses what is still in flight)")
+    ap.add_argument("--quiet", action="store_true", help="print nothing but warnings and errors")
+    return ap
+
+
+def _split_ros_args(argv):
+    if "--ros-args" in argv:
+        i = argv.index("--ros-args")
+        return argv[:i], argv[i:]
+    return argv, []
+
+
+def _check(ap, args):
+    if not args.rate > 0:
+        ap.error("--rate must be > 0")
+    if args.clock is not None and not args.clock > 0:
+        ap.error("--clock HZ must be > 0")
+    if min(args.start_offset, args.wait_subscribers, args.delay, args.ack_timeout) < 0:
+        ap.error("--start-offset, --wait-subscribers, --delay and --ack-timeout must be >= 0")
+    if args.qos_depth < 1:
+        ap.error("--qos-depth must be >= 1")
+
+
+def plan_topics(bag, topics=None):
+    """(playable {topic: (msgtype, rclpy class, latched)}, skipped {topic: reason}) for the bag."""
+    from s2m_ros.bagio import rclpy_class
+
+    selected = bag.select_topics(topics or None)  # BagError naming the bag's topics when one is missing
+    playable, skipped = {}, {}
+    for topic, msgtype in selected.items():
+        cls = rclpy_class(msgtype)
+        problem = bag.type_problem(topic)
+        if cls is None:
+            skipped[topic] = "%s has no rclpy message class in this environment" % msgtype
+        elif problem:
+            skipped[topic] = problem
+        else:
+            playable[topic] = (msgtype, cls, bag.latched(topic))
+    return playable, skipped
+
+
+class Player:
+    """Publishes a bag's raw messages at their recorded times; optional /clock."""
+
+    def __init__(self, node, bag, playable, rate=1.0, clock_hz=None, reliability="reliable", depth=10):
+        from rclpy.qos import DurabilityPolicy, HistoryPolicy, QoSProfile, ReliabilityPolicy
+
+        from s2m_ros.node_runtime import make_qos
+
+        self.bag, self.rate = bag, float(rate)
+        counts = bag.counts()
+        self.publishers = {}
+        for topic, (_, cls, latched) in playable.items():
+            if latched:
+                qos = QoSProfile(history=HistoryPolicy.KEEP_LAST, depth=max(1, counts.get(topic, 1)),
+                                 reliability=ReliabilityPolicy.RELIABLE, durability=DurabilityPolicy.TRANSIENT_LOCAL)
+            else:
+                qos = make_qos(reliability, depth)
+            self.publishers[topic] = node.create_publisher(cls, topic, qos)
+        self.latched = [t for t, (_, _, latched) in playable.items() if latched]
+        self.clock_pub = None
+        if clock_hz:
+            from rosgraph_msgs.msg import Clock
+
+            self.clock_pub = node.create_publisher(Clock, "/clock", QoSProfile(
+                history=HistoryPolicy.KEEP_LAST, depth=1, reliability=ReliabilityPolicy.RELIABLE))
+            self.clock_period = 1.0 / float(clock_hz)
+            self._clock_msg = Clock()
+        self.published = {t: 0 for t in self.publishers}
+        self.clock_ticks = 0
+
+    def wait_for_subscribers(self, timeout):
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if all(p.get_subscription_count() > 0 for p in self.publishers.values()):
+                return True
+            time.sleep(0.05)
+        return all(p.get_subscription_count() > 0 for p in self.publishers.values())
+
+    def wait_for_acks(self, timeout):
+        """Wait until reliable subscribers acknowledged everything published; the topics still unacked."""
+        from rclpy.duration import Duration
+
+        deadline = time.monotonic() + timeout
+        pending = []
+        for topic, pub in self.publishers.items():
+            left = max(0.0, deadline - time.monotonic())
+            if not pub.wait_for_all_acked(Duration(nanoseconds=int(left * _NS))):
+                pending.append(topic)
+        return pending
+
+    def _publish_clock(self, bag_ns):
+        sec, nanosec = divmod(int(bag_ns), _NS)
+        self._clock_msg.clock.sec, self._clock_msg.clock.nanosec = sec, nanosec
+        self.clock_pub.publish(self._clock_msg)
+        self.clock_ticks += 1
+
+    def play_once(self, start_offset_s=0.0):
+        """One pass over the bag; returns the number of messages published."""
+        bag = self.bag
+        if not bag.message_count:
+            return 0
+        start_ns = bag.start_ns + int(round(start_offset_s * _NS))
+        n = 0
+        if start_offset_s > 0 and self.latched:  # latched data recorded before the offset still applies
+            for topic, _, data in bag.messages(self.latched, stop_ns=start_ns, raw=True):
+                self.publishers[topic].publish(data)
+                self.published[topic] += 1
+                n += 1
+        t0 = time.monotonic()
+        next_clock = t0
+        for topic, stamp, data in bag.messages(list(self.publishers), start_ns=start_ns, raw=True):
+            due = t0 + (stamp - start_ns) / _NS / self.rate
+            while True:
+                now = time.monotonic()
+                if self.clock_pub is not None and now >= next_clock:
+                    self._publish_clock(start_ns + (now - t0) * self.rate * _NS)
+                    next_clock = max(next_clock + self.clock_period, now)
+                    continue
+                if now >= due:
+                    break
+                wake = min(due, next_clock) if self.clock_pub is not None else due
+                time.sleep(min(max(wake - now, 0.0), 0.1))
+            self.publishers[topic].publish(data)
+            self.published[topic] += 1
+            n += 1
+        return n
+
+
+def _raise_interrupt(signum, frame):
+    raise KeyboardInterrupt
+
+
+def main(argv=None):
+    argv = list(sys.argv[1:] if argv is None else argv)
+    mine, ros_args = _split_ros_args(argv)
+    ap = build_parser()
+    args = ap.parse_args(mine)
+    _check(ap, args)
+    from s2m_ros.bagio import BagError, BagReader
+
+    def say(text):
+        if not args.quiet:
+            print(text, flush=True)
+
+    try:
+        bag = BagReader(args.bag)
+        playable, skipped = plan_topics(bag, args.topics)
+    except BagError as exc:
+        print("s2m play: %s" % exc, file=sys.stderr)
+        return 2
+    for topic, reason in skipped.items():
+        print("s2m play: warning: skipping %s: %s" % (topic, reason), file=sys.stderr, flush=True)
+    if not playable:
+        print("s2m play: nothing to play in %s (every selected topic was skipped)" % args.bag, file=sys.stderr)
+        bag.close()
+        return 2
+
+    import rclpy
+    from rclpy.signals import SignalHandlerOptions
+
+    context = rclpy.Context()
+    rclpy.init(args=["s2m_play"] + ros_args, context=context, signal_handler_options=SignalHandlerOptions.NO)
+    previous = signal.signal(signal.SIGTERM, _raise_interrupt)
+    node, player, t_start, t_end, passes = None, None, time.monotonic(), None, 0
+    interrupted = False
+    try:
+        node = rclpy.create_node("s2m_play", context=context)
+        player = Player(node, bag, playable, rate=args.rate, clock_hz=args.clock,
+                        reliability=args.qos_reliability, depth=args.qos_depth)
+        counts = bag.counts()
+        say("playing %s (%s): %d messages on %d topics, %.2f s of bag time at rate %g%s" % (
+            args.bag, bag.storage, sum(counts[t] for t in playable), len(playable), bag.duration_ns / _NS,
+            args.rate, ", /clock at %g Hz" % args.clock if args.clock else ""))
+        if args.wait_subscribers > 0 and not player.wait_for_subscribers(args.wait_subscribers):
+            missing = [t for t, p in player.publishers.items() if p.get_subscription_count() == 0]
+            print("s2m play: warning: no subscriber on %s after %.1f s; playing anyway" % (
+                ", ".join(missing), args.wait_subscribers), file=sys.stderr, flush=True)
+        if args.delay > 0:
+            time.sleep(args.delay)
+        t_start = time.monotonic()
+        while True:
+            passes += 1
+            player.play_once(args.start_offset)
+            if not args.loop:
+                break
+        t_end = time.monotonic()
+        unacked = player.wait_for_acks(args.ack_timeout)
+        if unacked:
+            print("s2m play: warning: not every message on %s was acknowledged within %.1f s" % (
+                ", ".join(unacked), args.ack_timeout), file=sys.stderr, flush=True)
+    except KeyboardInterrupt:
+        interrupted = True
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+        if node is not None:
+            node.destroy_node()
+        rclpy.try_shutdown(context=context)
+        bag.close()
+    elapsed = (t_end or time.monotonic()) - t_start  # playback only, without the wait for acks
+    if player is not None:
+        total = sum(player.published.values())
+        say("%s: published %d messages in %.2f s (%d pass%s)%s" % (
+            "interrupted" if interrupted else "done", total, elapsed, passes, "" if passes == 1 else "es",
+            ", %d /clock ticks" % player.clock_ticks if args.clock else ""))
+        if not args.quiet:
+            for topic, n in player.published.items():
+                print("  %-28s %6d" % (topic, n))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,29 @@
+"""Rewrite the README's parameter tables from the nodes' declared parameters (`make readme-tables`).
+
+test/test_package.py fails when a table is stale; this script is how to refresh them.
+"""
+import pathlib
+import re
+import sys
+
+from s2m_ros import fusion_node, s2m_node
+from s2m_ros.params import markdown_table
+
+README = pathlib.Path(__file__).resolve().parent.parent / "README.md"
+
+
+def main():
+    text = README.read_text()
+    for module in (s2m_node, fusion_node):
+        heading = "### %s\n" % module.NODE_NAME
+        start = text.index(heading)
+        table = re.compile(r"\| parameter \| default \|.*?\n(?!\|)", re.S).search(text, start)
+        if table is None:
+            sys.exit("no parameter table under %r" % heading)
+        text = text[:table.start()] + markdown_table(module.PARAMS) + "\n" + text[table.end():]
+    README.write_text(text)
+    print("rewrote the parameter tables in %s" % README)
+
+
+if __name__ == "__main__":
+    main()
