@@ -86,6 +86,11 @@ class NodeStats:
                     hist = self._latency_hist[name] = collections.deque(maxlen=self._latency_window)
                 hist.append(float(value))
 
+    def latency_history(self):
+        """{stage: [the last latency_window values in ms]}."""
+        with self._lock:
+            return {name: list(hist) for name, hist in self._latency_hist.items()}
+
     def values(self):
         """Flat {key: string} view of everything, in a stable order."""
         with self._lock:

@@ -50,6 +50,10 @@ _FUSION_FIELDS = (
     ("cluster_gap", "a depth gap larger than this along the rays starts a new cluster, m", 0.05, 20.0),
     ("min_cluster_points", "the nearest cluster with at least this many points is the object", 1, 1000),
     ("min_points", "fewer points in the object's cluster: low_support (reported, not dropped)", 1, 100000),
+    ("flat_min_points", "a mask with no point above the ground band and at least this many flat ground returns "
+     "is flat (paint, shadow): reported, not tracked; 0 disables", 0, 100000),
+    ("flat_max_height", "ground returns lower than this above the plane (90th percentile) count as flat, m",
+     0.005, 1.0),
 )
 _TRACKER_FIELDS = (
     ("gate_m", "largest distance between a track's prediction and a detection to associate them, m", 0.01, 100.0),
@@ -184,9 +188,10 @@ def _make_node_class():
 
     from s2m_ros.conversions.markers import MarkerBuilder
     from s2m_ros.conversions.pointcloud import cloud_to_xyz
-    from s2m_ros.conversions.s2m_msgs import msg_to_frame_masks, obstacle_frame_to_msg, stamp_to_ns
+    from s2m_ros.conversions.s2m_msgs import msg_to_frame_masks, stamp_to_ns
     from s2m_ros.msg import ObstacleArray, OodMaskArray
     from s2m_ros.obstacles import ObstaclePipeline
+    from s2m_ros.outputs import MARKERS, OBSTACLES, obstacle_messages
 
     class FusionNode(Node):
         def __init__(self):
@@ -323,16 +328,16 @@ def _make_node_class():
             if self.camera is None:
                 return self._skip("skipped_no_camera_info", "no valid CameraInfo received yet on '%s'"
                                   % self.resolve_topic_name("camera_info"))
+            T_fixed_base = None
+            if self.fixed:  # first: the odometry also names the base frame the extrinsics are looked up in
+                T_fixed_base, reason = self.poses.lookup(match.cloud_stamp_ns)
+                if T_fixed_base is None:
+                    return self._skip("skipped_no_pose", "no odometry pose at the cloud's stamp (%s)" % reason)
             ext = self._extrinsics(lidar_frame)
             if isinstance(ext, str):
                 return self._skip("skipped_no_extrinsics", ext)
             T_cam_lidar, T_base_lidar = ext
-            T_fixed_lidar = None
-            if self.fixed:
-                T_fixed_base, reason = self.poses.lookup(match.cloud_stamp_ns)
-                if T_fixed_base is None:
-                    return self._skip("skipped_no_pose", "no odometry pose at the cloud's stamp (%s)" % reason)
-                T_fixed_lidar = T_fixed_base @ T_base_lidar
+            T_fixed_lidar = None if T_fixed_base is None else T_fixed_base @ T_base_lidar
             try:
                 step = self.pipeline.process(frame, xyz, self.camera, T_cam_lidar, match.cloud_stamp_ns,
                                              lidar_frame=lidar_frame, T_fixed_lidar=T_fixed_lidar,
@@ -345,9 +350,9 @@ def _make_node_class():
             if step.reset:
                 self.get_logger().info("tracks reset (time went backwards or the tracking frame changed)")
             t_pub = time.perf_counter()
-            self.pub_obstacles.publish(obstacle_frame_to_msg(
-                step.frame(confirmed_only=not self.params["output.include_tentative"])))
-            self.pub_markers.publish(self.markers.build(step.frame()))
+            msgs = obstacle_messages(step, self.markers, self.params["output.include_tentative"])
+            self.pub_obstacles.publish(msgs[OBSTACLES])
+            self.pub_markers.publish(msgs[MARKERS])
             now = time.perf_counter()
             self.stats.count("fused")
             self.stats.tick("obstacles")

@@ -4,7 +4,8 @@
 (mask array, cloud) pair:
 
 1. :func:`s2m_ros.core.fusion.fuse` in the LiDAR frame (one detection per mask, low-support ones
-   flagged, never dropped);
+   flagged, never dropped). Masks the LiDAR measured as FLAT ground (many ground returns inside,
+   none above the ground band: paint, shadows) are reported but not given to the tracker;
 2. optionally into a fixed frame with the ego pose at the cloud's stamp (``T_fixed_lidar``);
 3. :class:`s2m_ros.core.tracking.Tracker` update at the cloud's stamp.
 
@@ -20,7 +21,7 @@ from typing import Dict, List, Optional
 
 import numpy as np
 
-from s2m_ros.core.fusion import FusionConfig, FusionResult, fuse
+from s2m_ros.core.fusion import FLAT, FusionConfig, FusionResult, fuse
 from s2m_ros.core.poses import transform_obstacle
 from s2m_ros.core.tracking import Tracker, TrackerConfig
 from s2m_ros.core.types import Obstacle3D, ObstacleFrame
@@ -85,7 +86,7 @@ class ObstaclePipeline:
         t0 = time.perf_counter()
         result = fuse(frame_masks, points_xyz, camera, T_cam_lidar, self.fusion_config)
         t1 = time.perf_counter()
-        detections = result.obstacles
+        detections = [d for d, r in zip(result.obstacles, result.reports) if r.status != FLAT]
         if T_fixed_lidar is not None:
             T = np.asarray(T_fixed_lidar, dtype=float)
             detections = [transform_obstacle(d, T) for d in detections]

@@ -10,8 +10,6 @@ model and error counts. Bad input and failed frames are counted and skipped; the
 """
 import time
 
-import numpy as np
-
 from s2m_ros.diagnostics import NodeStats, to_diagnostic_array
 from s2m_ros.node_runtime import RELIABILITY_CHOICES, decode_or_report, help_text, make_qos, on_camera_info, run_node
 from s2m_ros.params import ParamSpec, declare_all
@@ -99,9 +97,9 @@ def _make_node_class():
     from rclpy.node import Node
     from sensor_msgs.msg import CameraInfo, CompressedImage, Image
 
-    from s2m_ros.conversions.image import compressed_to_bgr8, image_to_bgr8, numpy_to_image
-    from s2m_ros.conversions.s2m_msgs import frame_masks_to_msg, make_header, stamp_to_ns
-    from s2m_ros.core.overlay import draw_overlay
+    from s2m_ros import outputs
+    from s2m_ros.conversions.image import compressed_to_bgr8, image_to_bgr8
+    from s2m_ros.conversions.s2m_msgs import stamp_to_ns
     from s2m_ros.inference.scorer import NonFiniteOutputError
     from s2m_ros.msg import OodMaskArray
     from s2m_ros.worker import LatestOnlyWorker
@@ -118,12 +116,12 @@ def _make_node_class():
             self.pipeline = S2MPipeline(pipeline_config(p))
             in_qos = make_qos(p["input.reliability"], p["input.depth"])
             out_qos = make_qos(p["output.reliability"], p["output.depth"])
-            self.pub_masks = self.create_publisher(OodMaskArray, "ood/masks", out_qos)
-            self.pub_instances = self.create_publisher(Image, "ood/instance_image", out_qos)
-            self.pub_score = self.create_publisher(Image, "ood/score_map", out_qos) \
-                if p["output.publish_score_map"] else None
-            self.pub_overlay = self.create_publisher(Image, "ood/overlay", out_qos) \
-                if p["output.publish_overlay"] else None
+            self.pubs = {outputs.MASKS: self.create_publisher(OodMaskArray, outputs.MASKS, out_qos),
+                         outputs.INSTANCE_IMAGE: self.create_publisher(Image, outputs.INSTANCE_IMAGE, out_qos)}
+            if p["output.publish_score_map"]:
+                self.pubs[outputs.SCORE_MAP] = self.create_publisher(Image, outputs.SCORE_MAP, out_qos)
+            if p["output.publish_overlay"]:
+                self.pubs[outputs.OVERLAY] = self.create_publisher(Image, outputs.OVERLAY, out_qos)
             self.pub_diag = self.create_publisher(DiagnosticArray, "/diagnostics", 10)
             self.worker = LatestOnlyWorker(self._process, on_error=self._on_worker_error)
             if p["input.transport"] == "raw":
@@ -175,16 +173,10 @@ def _make_node_class():
             fm = res.frame_masks(stamp_ns, frame_id)
             fm.stage_ms = dict(decode=decode_ms, **fm.stage_ms)
             t_pub = time.perf_counter()
-            header = make_header(stamp_ns, frame_id)
-            self.pub_masks.publish(frame_masks_to_msg(fm))
-            self.pub_instances.publish(numpy_to_image(fm.instance_image(), "mono8", header=header))
-            if self.pub_score is not None:
-                score = res.refined if res.refined is not None else res.score_map
-                self.pub_score.publish(numpy_to_image(np.ascontiguousarray(score, np.float32), "32FC1",
-                                                      header=header))
-            if self.pub_overlay is not None:
-                self.pub_overlay.publish(numpy_to_image(
-                    draw_overlay(bgr, res.instances, res.score_map, prompts=res.prompts), "bgr8", header=header))
+            msgs = outputs.camera_messages(res, bgr, fm, score_map=outputs.SCORE_MAP in self.pubs,
+                                           overlay=outputs.OVERLAY in self.pubs)
+            for topic, msg in msgs.items():
+                self.pubs[topic].publish(msg)
             now = time.perf_counter()
             self.stats.count("frames_processed")
             self.stats.count("masks_published", len(fm.masks))

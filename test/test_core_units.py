@@ -16,9 +16,9 @@ MS = 10**6
 
 def test_matcher_picks_nearest_cloud_within_tolerance():
     m = NearestTimeMatcher(tolerance_ns=50 * MS, capacity=5)
-    assert m.add_item(0, "early") == (None, NO_CLOUD_YET)
+    assert m.add_item(0, "early") == (None, PENDING)  # waits for the first cloud
     for t in (100, 200, 300):
-        m.add_cloud(t * MS, "cloud%d" % t)
+        assert m.add_cloud(t * MS, "cloud%d" % t) == (None, False)  # 100 ms away: "early" is too old
     match, reason = m.add_item(240 * MS, "a")
     assert reason == MATCHED and match.cloud == "cloud200" and match.dt_ns == 40 * MS
     match, reason = m.add_item(260 * MS, "b")
@@ -28,8 +28,17 @@ def test_matcher_picks_nearest_cloud_within_tolerance():
     m2.add_cloud(100 * MS, "c1")
     m2.add_cloud(200 * MS, "c2")
     assert m2.add_item(150 * MS, "gap") == (None, GAP)
-    assert m.unmatched == {"no_cloud_yet": 1, "too_old": 1, "too_new": 0, "gap": 0}
+    assert m.unmatched == {"no_cloud_yet": 0, "too_old": 2, "too_new": 0, "gap": 0}
     assert m.matched == 2
+
+
+def test_matcher_item_before_the_first_cloud_waits_for_it():
+    m = NearestTimeMatcher(tolerance_ns=50 * MS)
+    assert m.add_item(0, "a") == (None, PENDING)
+    assert m.add_item(5 * MS, "b") == (None, PENDING)  # replaces "a" while no cloud has come
+    assert m.unmatched[NO_CLOUD_YET] == 1
+    match, reset = m.add_cloud(20 * MS, "c20")
+    assert match.item == "b" and match.cloud == "c20" and match.dt_ns == -15 * MS and not reset
 
 
 def test_matcher_pending_item_waits_for_its_cloud_latest_only():

@@ -75,7 +75,7 @@ def test_one_frame_artefacts_never_confirmed_real_object_is():
     assert max(t.hits for s in steps for t in s.tracks if t.id != 1) == 1
     # the ground patches had no LiDAR support: reported, never dropped silently
     statuses = [r.status for s in steps for r in s.fusion.reports[1:]]
-    assert set(statuses) <= {"no_points", "low_support"} and len(statuses) == len(placed)
+    assert set(statuses) <= {"no_points", "low_support", "flat"} and len(statuses) == len(placed)
 
 
 def test_id_survives_two_missed_frames_and_vanished_track_is_deleted():
@@ -182,3 +182,24 @@ def test_low_support_only_object_confirms_later_than_a_well_supported_one():
     assert all(d.low_support for s in steps for d in s.detections)
     first = next(i for i, s in enumerate(steps) if s.confirmed)
     assert first + 1 == cfg.frames_to_confirm(0.1, low_support=True)
+
+
+def test_mask_on_flat_ground_is_flat_not_tracked_but_low_relief_is_not_flat():
+    from s2m_ros.core.fusion import FusionConfig
+
+    patch = fs.rect_mask(250, 250, 140, 60, mask_id=7)  # bare ground 6-9 m ahead: dense ground returns
+    pts = fs.cloud([])
+    pipe = ObstaclePipeline()
+    step = pipe.process(fs.frame_masks(T0, [patch]), pts, fs.camera(), fs.T_CL, T0)
+    (report,) = step.fusion.reports
+    assert report.status == "flat" and "flat surface" in report.reason
+    assert step.detections == [] and step.tracks == []  # reported, not tracked
+    # the test can be switched off: then it is an ordinary no-points (low-support) detection
+    off = ObstaclePipeline(FusionConfig(flat_min_points=0)).process(
+        fs.frame_masks(T0, [patch]), pts, fs.camera(), fs.T_CL, T0)
+    assert off.fusion.reports[0].status == "no_points" and len(off.tracks) == 1
+    # a 15 cm high mat under the same mask: inside the ground band, but not flat
+    gx, gy = np.meshgrid(np.arange(5.0, 10.0, 0.05), np.arange(-2.0, 2.0, 0.05))
+    mat = np.column_stack([gx.ravel(), gy.ravel(), np.full(gx.size, fs.GROUND_Z + 0.15)]).astype(np.float32)
+    raised = ObstaclePipeline().process(fs.frame_masks(T0, [patch]), np.vstack([pts, mat]), fs.camera(), fs.T_CL, T0)
+    assert raised.fusion.reports[0].status == "no_points"

@@ -182,10 +182,16 @@ def test_pose_buffer_reasons_and_exact_lookups():
     T, reason = buf.lookup(1200 * MS)
     assert reason == "" and np.array_equal(T, B)
     assert buf.lookup(1000 * MS - 1) == (None, TOO_OLD)
-    for stamp in (1200 * MS + 1, 1250 * MS, 1300 * MS):  # held newest pose, up to max_extrapolation_ns
+    # past the newest pose: constant velocity (A -> B over 200 ms: +2 m in x, +0.5 rad), up to max_extrapolation_ns
+    for stamp, dx, dyaw in ((1250 * MS, 0.5, 0.125), (1300 * MS, 1.0, 0.25)):
         T, reason = buf.lookup(stamp)
-        assert reason == "" and np.array_equal(T, B)
+        assert reason == ""
+        assert np.allclose(T[:3, 3], (3.0 + dx, 2.0, 0.0)) and yaw_of(T[:3, :3]) == pytest.approx(0.5 + dyaw)
     assert buf.lookup(1300 * MS + 1) == (None, TOO_NEW)
+    # a single pose (or one after a long gap) is held, not extrapolated
+    single = PoseBuffer(max_extrapolation_ns=100 * MS)
+    single.add(0, B)
+    assert np.array_equal(single.lookup(50 * MS)[0], B)
     # a returned pose is a copy
     T, _ = buf.lookup(1250 * MS)
     T[:] = 0

@@ -6,6 +6,8 @@
   s2m bench ...                              per-stage latency per profile/backend, JSON + table
   s2m eval ...                               pixel / component / S2M / instance metrics on a dataset
   s2m scenario OUT_BAG ...                   synthetic apron drive with ground truth, as a rosbag2 bag
+  s2m replay IN_BAG OUT_BAG ...              both nodes' algorithms on every frame of a bag, offline
+  s2m demo [--out demo_out]                  scenario + replay + scores against the truth
   s2m play BAG ...                           publish a bag over ROS 2 with its original timing
 
 Subcommand modules are imported only when used, so `s2m --help` is fast and the runtime
@@ -20,6 +22,8 @@ COMMANDS = {
     "bench": ("s2m_ros.cli.bench", "per-stage latency per profile and backend, with ratios"),
     "eval": ("s2m_ros.cli.eval", "anomaly-segmentation metrics on a labelled dataset (pixel, component, S2M, instance)"),
     "scenario": ("s2m_ros.cli.scenario", "write the synthetic apron drive (camera, LiDAR, odometry, truth) as a rosbag2 bag"),
+    "replay": ("s2m_ros.cli.replay", "run camera pipeline + fusion + tracking on every frame of a bag, offline, into a bag"),
+    "demo": ("s2m_ros.cli.demo", "scenario -> replay -> scores vs truth, bird's-eye view and overlays (make demo)"),
     "play": ("s2m_ros.cli.play", "publish a rosbag2 bag over ROS 2 with its original timing (+ /clock)"),
 }
 

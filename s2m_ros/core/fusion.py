@@ -41,6 +41,8 @@ OK = "ok"
 LOW_SUPPORT = "low_support"  # some points, fewer than min_points in the nearest cluster
 NO_POINTS = "no_points"  # no projected point inside the (eroded) mask
 OUTSIDE_IMAGE = "outside_image"  # mask ROI does not overlap the image
+FLAT = "flat"  # no point above the ground band, and many ground returns in the mask, all flat: paint,
+# a shadow or a stain, not an object (LiDAR measured the surface there)
 EMPTY_CLOUD = "empty_cloud"
 NO_FINITE_POINTS = "no_finite_points"
 
@@ -68,6 +70,10 @@ class FusionConfig:
     max_cluster_extent: Optional[float] = 3.0
     min_cluster_points: int = 3  # nearest cluster with at least this many points is the object
     min_points: int = 5  # fewer supporting points -> low_support
+    # a mask with no point above the ground band but at least flat_min_points ground returns inside it,
+    # 90 % of them lower than flat_max_height above the plane, is FLAT (0 disables the test)
+    flat_min_points: int = 12
+    flat_max_height: float = 0.05
 
     def __post_init__(self):
         def positive(v):
@@ -80,6 +86,8 @@ class FusionConfig:
             + [("max_ground_slope_deg", 0 <= self.max_ground_slope_deg < 90, "in [0, 90)"),
                ("min_depth", math.isfinite(self.min_depth) and self.min_depth >= 0, ">= 0"),
                ("erode_px", self.erode_px >= 0, ">= 0"),
+               ("flat_min_points", int(self.flat_min_points) >= 0, ">= 0"),
+               ("flat_max_height", positive(self.flat_max_height), "a positive finite number"),
                ("max_cluster_extent", self.max_cluster_extent is None or self.max_cluster_extent > 0,
                 "positive or None"),
                ("fallback_ground_z", self.fallback_ground_z is None or math.isfinite(self.fallback_ground_z),
@@ -411,12 +419,30 @@ def fuse(frame_masks, points_xyz, camera, T_cam_lidar, config=None):
     # 1. ground
     plane = fit_ground_plane(pts, config) or fallback
     result.plane = plane
+    ground = np.zeros((0, 3), dtype)
     if plane is not None:
         keep = pts @ plane.normal.astype(dtype) > dtype(config.ground_band - plane.d)
         result.num_ground = int(pts.shape[0] - np.count_nonzero(keep))
         obj = pts[keep]
+        if config.flat_min_points and plane.fitted:
+            ground = pts[~keep]
     else:
         obj = pts
+    ground_px = None  # (col, row, height) of the ground points, projected only when a mask needs them
+
+    def ground_in(m, crop):
+        nonlocal ground_px
+        if ground_px is None:
+            g_cam = transform_points(T.astype(dtype), ground)
+            g_uv, g_ok = project_points(camera, g_cam, config.min_depth)
+            gc, gr = np.floor(g_uv[:, 0] + 0.5), np.floor(g_uv[:, 1] + 0.5)
+            g_ok &= (gc >= 0) & (gc < camera.width) & (gr >= 0) & (gr < camera.height)
+            sel = np.flatnonzero(g_ok)
+            ground_px = (gc[sel].astype(np.int64), gr[sel].astype(np.int64), plane.height(ground[sel]))
+        gc, gr, gh = ground_px
+        x, y, w, h = m.roi
+        idx = np.flatnonzero((gc >= x) & (gc < x + w) & (gr >= y) & (gr < y + h))
+        return gh[idx[crop[gr[idx] - y, gc[idx] - x]]]
 
     # 2. transform, keep points in front, project once
     cam = transform_points(T.astype(dtype), obj)
@@ -446,7 +472,15 @@ def fuse(frame_masks, points_xyz, camera, T_cam_lidar, config=None):
         hit = in_roi[crop[row[in_roi] - y, col[in_roi] - x]]
         if hit.size == 0:
             result.obstacles.append(_low_support(m, m.id, camera, T_lidar_cam, plane, np.zeros((0, 3))))
-            result.reports.append(MaskReport(m.id, NO_POINTS, "no non-ground LiDAR point projects into the mask"))
+            heights = ground_in(m, crop) if ground.shape[0] else ()
+            if len(heights) >= max(config.flat_min_points, 1) and \
+                    np.percentile(heights, 90) < config.flat_max_height:
+                result.reports.append(MaskReport(m.id, FLAT, "%d ground returns in the mask, 90 %% lower than %.2f m: "
+                                                 "flat surface (paint, shadow)" % (len(heights),
+                                                                                   config.flat_max_height)))
+            else:
+                result.reports.append(MaskReport(m.id, NO_POINTS,
+                                                 "no non-ground LiDAR point projects into the mask"))
             continue
         cluster = hit[_nearest_cluster(depth[hit], config.cluster_gap, config.min_cluster_points,
                                              config.max_cluster_extent)]

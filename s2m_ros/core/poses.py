@@ -6,9 +6,9 @@ machines; a vehicle may have it, but the tested path is this one):
 - :class:`TransformTree` holds static transforms (``/tf_static``: parent -> child, 4x4) and looks up
   ``T_target_source`` between any two connected frames by walking both up to a common ancestor.
 - :class:`PoseBuffer` holds a bounded, time-ordered list of poses ``T_fixed_base`` (odometry) and
-  interpolates them at a stamp (linear translation, spherical-linear rotation). It never
-  extrapolates further than ``max_extrapolation_ns`` and refuses to bridge gaps longer than
-  ``max_gap_ns``: a missing pose is an explicit reason, not a guess.
+  interpolates them at a stamp (linear translation, spherical-linear rotation). Past the newest pose
+  it extrapolates at the last constant velocity, never further than ``max_extrapolation_ns``, and it
+  refuses to bridge gaps longer than ``max_gap_ns``: a missing pose is an explicit reason, not a guess.
 - :func:`transform_obstacle` moves a fused obstacle (centre, yaw, footprint, velocity) into
   another frame.
 """
@@ -18,7 +18,7 @@ from dataclasses import replace
 from typing import Dict, Optional, Tuple
 
 import numpy as np
-from scipy.spatial.transform import Rotation, Slerp
+from scipy.spatial.transform import Rotation
 
 from .types import Obstacle3D
 
@@ -143,7 +143,10 @@ class PoseBuffer:
         if i == len(self._stamps):
             if stamp_ns - self._stamps[-1] > self.max_extrapolation_ns:
                 return None, TOO_NEW
-            return self._poses[-1].copy(), ""  # hold the newest pose over a short extrapolation
+            if len(self._stamps) < 2 or self._stamps[-1] - self._stamps[-2] > self.max_gap_ns:
+                return self._poses[-1].copy(), ""  # no recent motion to extrapolate: hold the newest pose
+            t0, t1 = self._stamps[-2], self._stamps[-1]  # constant velocity over a short extrapolation
+            return interpolate_pose(self._poses[-2], self._poses[-1], (stamp_ns - t0) / float(t1 - t0)), ""
         t0, t1 = self._stamps[i - 1], self._stamps[i]
         if t1 - t0 > self.max_gap_ns:
             return None, GAP
@@ -151,10 +154,12 @@ class PoseBuffer:
 
 
 def interpolate_pose(T0, T1, a):
-    """Pose a of the way from T0 to T1 (0 <= a <= 1): linear translation, slerp rotation."""
+    """Pose a of the way from T0 to T1: linear translation, rotation R0 exp(a log(R0^T R1)) (slerp).
+    a in [0, 1] interpolates; a > 1 extrapolates at constant (angular) velocity."""
     out = np.eye(4)
-    rots = Rotation.from_matrix(np.stack([T0[:3, :3], T1[:3, :3]]))
-    out[:3, :3] = Slerp([0.0, 1.0], rots)([float(a)]).as_matrix()[0]
+    R0 = Rotation.from_matrix(T0[:3, :3])
+    rel = (R0.inv() * Rotation.from_matrix(T1[:3, :3])).as_rotvec()
+    out[:3, :3] = (R0 * Rotation.from_rotvec(float(a) * rel)).as_matrix()
     out[:3, 3] = (1.0 - a) * T0[:3, 3] + a * T1[:3, 3]
     return out
 

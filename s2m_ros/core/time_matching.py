@@ -7,7 +7,8 @@ single "pending" slot (latest-only; a newer pending mask replaces it) and is
 retried when the next cloud arrives. Nothing here grows without bound.
 
 Unmatched reasons:
-  no_cloud_yet  the buffer is empty
+  no_cloud_yet  the buffer was empty and the item was replaced in the pending slot before any
+                cloud arrived (an item arriving before the first cloud waits for it)
   too_old       the mask is older than the oldest buffered cloud by more than the tolerance
   too_new       the mask is newer than the newest cloud by more than the tolerance and was
                 replaced in the pending slot (or the newer cloud did not match it either)
@@ -108,8 +109,8 @@ class NearestTimeMatcher:
         return match, reason
 
     def _find(self, stamp_ns, item):
-        if not self._stamps:
-            return None, NO_CLOUD_YET
+        if not self._stamps:  # the first cloud may still come: wait in the pending slot
+            return self._park(stamp_ns, item, NO_CLOUD_YET)
         i = bisect.bisect_left(self._stamps, stamp_ns)
         best = None
         for j in (i - 1, i):
@@ -119,13 +120,16 @@ class NearestTimeMatcher:
         if abs(self._stamps[best] - stamp_ns) <= self.tolerance_ns:
             return Match(item, self._clouds[best], stamp_ns, self._stamps[best]), MATCHED
         if stamp_ns > self._stamps[-1]:  # its cloud may still come: wait in the one pending slot
-            if self._pending is not None:
-                self.unmatched[TOO_NEW] += 1  # replaced by a newer item: latest-only
-            self._pending = (stamp_ns, item)
-            return None, PENDING
+            return self._park(stamp_ns, item, TOO_NEW)
         if stamp_ns < self._stamps[0]:
             return None, TOO_OLD
         return None, GAP
+
+    def _park(self, stamp_ns, item, reason_if_replaced):
+        if self._pending is not None:
+            self.unmatched[reason_if_replaced] += 1  # replaced by a newer item: latest-only
+        self._pending = (stamp_ns, item)
+        return None, PENDING
 
     def oldest_stamp(self) -> Optional[int]:
         return self._stamps[0] if self._stamps else None
