@@ -6,7 +6,9 @@ SHELL := /bin/bash
 PYTEST_ARGS ?=
 ENV := . tools/env.sh &&
 
-.PHONY: all setup build test demo models lock clean
+DEMO_OUT ?= demo_out
+
+.PHONY: all setup build test demo selfcheck readme-tables models lock clean
 all: test
 
 # venv with pinned packages, CMake fix-up, colcon build (idempotent, ~5 s when done)
@@ -16,8 +18,18 @@ setup build:
 test: build
 	@$(ENV) pytest -ra $(PYTEST_ARGS)
 
+# the synthetic apron scenario -> s2m replay (weight-free profile) -> scores vs truth, bird's-eye view,
+# overlays in $(DEMO_OUT); then both nodes live over DDS (self-check)
 demo: build
+	@$(ENV) s2m demo --out $(DEMO_OUT)
 	@$(ENV) tools/selfcheck.sh
+
+selfcheck: build
+	@$(ENV) tools/selfcheck.sh
+
+# refresh the README's parameter tables from the nodes' declared parameters
+readme-tables: build
+	@$(ENV) python tools/readme_tables.py
 
 # ONNX models for the model profiles, into models/ (git-ignored). ESPnet weights: the published
 # Cityscapes .pth files (here from ../shared/data); MobileSAM: MOBILESAM_CKPT=mobile_sam.pt, or
@@ -39,4 +51,4 @@ lock:
 	&& echo "constraints.txt updated"
 
 clean:
-	rm -rf build install log .venv
+	rm -rf build install log .venv $(DEMO_OUT)

@@ -1,4 +1,4 @@
 #!/usr/bin/env bash
-# `make demo` for now: a self-check of the installed nodes (see s2m_ros/cli/selfcheck.py).
+# The live part of `make demo`: both installed nodes over DDS (see s2m_ros/cli/selfcheck.py).
 set -eo pipefail
 exec python -m s2m_ros.cli.selfcheck "$@"
