@@ -22,6 +22,7 @@ ARGUMENTS = (
      "sensor_msgs/Image topic (its /compressed sibling is used with input.transport:=compressed)"),
     ("camera_info_topic", "/camera/camera_info", "sensor_msgs/CameraInfo topic"),
     ("lidar_topic", "/lidar/points", "sensor_msgs/PointCloud2 topic"),
+    ("odom_topic", "/odom", "nav_msgs/Odometry topic (fusion_node, only with fixed_frame.enabled)"),
     ("use_sim_time", "false", "use /clock (bag replay)"),
     ("s2m_params_file", ("config", "s2m.yaml"), "s2m_node parameters"),
     ("fusion_params_file", ("config", "fusion.yaml"), "fusion_node parameters"),
@@ -67,6 +68,7 @@ def generate_launch_description():
         remappings=[
             ("points", arg("lidar_topic")),
             ("camera_info", arg("camera_info_topic")),
+            ("odom", arg("odom_topic")),
         ],
     ))
     actions.append(Node(

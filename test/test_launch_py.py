@@ -217,7 +217,7 @@ def test_declared_arguments_equal_the_xml(description):
     xml_args = [(el.get("name"), el.get("description")) for el in ET.parse(LAUNCH_XML).getroot().findall("arg")]
     py_args = [(d.name, d.kwargs["description"]) for d in description.entities if isinstance(d, DeclareLaunchArgument)]
     assert py_args == xml_args
-    assert [n for n, _ in py_args] == ["namespace", "camera_topic", "camera_info_topic", "lidar_topic", "use_sim_time",
+    assert [n for n, _ in py_args] == ["namespace", "camera_topic", "camera_info_topic", "lidar_topic", "odom_topic", "use_sim_time",
                                        "s2m_params_file", "fusion_params_file", "rviz", "rviz_config"]
     config, _ = evaluate(description)
     xml_config, _ = xml_reading()
@@ -236,7 +236,8 @@ def test_default_nodes_equal_the_xml(description):
     s2m, fusion = nodes
     assert s2m["remaps"] == [("image", "/camera/image_raw"), ("image/compressed", "/camera/image_raw/compressed"),
                              ("camera_info", "/camera/camera_info")]
-    assert fusion["remaps"] == [("points", "/lidar/points"), ("camera_info", "/camera/camera_info")]
+    assert fusion["remaps"] == [("points", "/lidar/points"), ("camera_info", "/camera/camera_info"),
+                                ("odom", "/odom")]
     assert s2m["params_files"] == [SHARE + "/config/s2m.yaml"]
     assert fusion["params_files"] == [SHARE + "/config/fusion.yaml"]
     assert s2m["params"] == fusion["params"] == {"use_sim_time": "false"}
@@ -277,7 +278,7 @@ _path = st.lists(st.text("abc xyz_.", min_size=1, max_size=6), min_size=1, max_s
     lambda parts: "/" + "/".join(parts))
 _overrides = st.fixed_dictionaries({}, optional={
     "namespace": st.one_of(st.just(""), _name),
-    "camera_topic": _topic, "camera_info_topic": _topic, "lidar_topic": _topic,
+    "camera_topic": _topic, "camera_info_topic": _topic, "lidar_topic": _topic, "odom_topic": _topic,
     "use_sim_time": st.sampled_from(["true", "false", "True", "1"]),
     "s2m_params_file": _path, "fusion_params_file": _path,
     "rviz": st.sampled_from(["true", "false", "True", "FALSE", "1", "0"]),

@@ -203,3 +203,12 @@ def test_mask_on_flat_ground_is_flat_not_tracked_but_low_relief_is_not_flat():
     mat = np.column_stack([gx.ravel(), gy.ravel(), np.full(gx.size, fs.GROUND_Z + 0.15)]).astype(np.float32)
     raised = ObstaclePipeline().process(fs.frame_masks(T0, [patch]), np.vstack([pts, mat]), fs.camera(), fs.T_CL, T0)
     assert raised.fusion.reports[0].status == "no_points"
+
+
+def test_mask_at_the_horizon_has_no_position_instead_of_one_hundreds_of_metres_away():
+    horizon = fs.rect_mask(300, 160, 40, 21, mask_id=3)  # bottom row 180 = the horizon row (cy)
+    near_horizon = fs.rect_mask(300, 160, 40, 23, mask_id=4)  # bottom row 182: ~200 m away
+    step = ObstaclePipeline().process(fs.frame_masks(T0, [horizon, near_horizon]), fs.cloud([]), fs.camera(),
+                                      fs.T_CL, T0)
+    assert all(not np.isfinite(d.center).any() for d in step.fusion.obstacles)
+    assert step.tracks == []

@@ -17,7 +17,8 @@ A mask with fewer than ``min_points`` supporting points is not dropped: it becom
 :class:`Obstacle3D` with ``low_support=True`` (size 0, no footprint). Its centre is the median of its
 few points when there are at least ``min_cluster_points``, else where the ray through the mask's
 bottom-centre pixel (its ground contact) meets the ground plane, else NaN (no plane, ray not hitting
-the ground in front of the camera). Consumers must check ``np.isfinite``.
+the ground in front of the camera, or hitting it beyond ``max_range``: a mask at the horizon has no
+usable ground position). Consumers must check ``np.isfinite``.
 
 Errors: masks whose frame size differs from the camera, a malformed cloud array or transform raise
 ``ValueError``. An empty or all-NaN cloud is not an error (a LiDAR may legitimately return nothing):
@@ -304,7 +305,7 @@ def _ground_contact_pixel(mask):
     return mask.roi[0] + cols.mean(), mask.roi[1] + r
 
 
-def _ray_ground_point(camera, T_lidar_cam, plane, pixel):
+def _ray_ground_point(camera, T_lidar_cam, plane, pixel, max_range=math.inf):
     """LiDAR-frame point where the camera ray through ``pixel`` meets the plane; None if it does not."""
     if plane is None:
         return None
@@ -317,7 +318,10 @@ def _ray_ground_point(camera, T_lidar_cam, plane, pixel):
     t = -(float(plane.normal @ origin) + plane.d) / denom
     if not (t > 0 and np.isfinite(t)):
         return None
-    return origin + t * ray
+    point = origin + t * ray
+    if math.hypot(point[0], point[1]) > max_range:  # a ray grazing the ground (horizon): no usable position
+        return None
+    return point
 
 
 def _obstacle_from_points(pts, plane, mask, obstacle_id):
@@ -348,7 +352,7 @@ def _obstacle_from_points(pts, plane, mask, obstacle_id):
                       anomaly_score=mask.anomaly_score, num_points=int(pts.shape[0]), mask_id=mask.id)
 
 
-def _low_support(mask, obstacle_id, camera, T_lidar_cam, plane, pts, min_cluster_points=3):
+def _low_support(mask, obstacle_id, camera, T_lidar_cam, plane, pts, min_cluster_points=3, max_range=math.inf):
     """Low-support obstacle: centre = median of the few points when there are at least
     ``min_cluster_points`` (LiDAR range beats a ground ray far away, where one pixel is metres), else
     the ground-contact ray's intersection with the plane, else NaN."""
@@ -356,7 +360,7 @@ def _low_support(mask, obstacle_id, camera, T_lidar_cam, plane, pts, min_cluster
     if pts.shape[0] >= min_cluster_points:
         centre = np.median(pts, axis=0)
     if centre is None:
-        centre = _ray_ground_point(camera, T_lidar_cam, plane, _ground_contact_pixel(mask))
+        centre = _ray_ground_point(camera, T_lidar_cam, plane, _ground_contact_pixel(mask), max_range)
     if centre is None and pts.shape[0]:
         centre = np.median(pts, axis=0)
     if centre is None:
@@ -411,7 +415,8 @@ def fuse(frame_masks, points_xyz, camera, T_cam_lidar, config=None):
         status = EMPTY_CLOUD if n_in == 0 else NO_FINITE_POINTS
         result.plane = plane = fallback
         for m in masks:
-            result.obstacles.append(_low_support(m, m.id, camera, T_lidar_cam, plane, np.zeros((0, 3))))
+            result.obstacles.append(_low_support(m, m.id, camera, T_lidar_cam, plane, np.zeros((0, 3)),
+                                                max_range=config.max_range))
             result.reports.append(MaskReport(m.id, status, "cloud has %d points, none finite within %g m"
                                              % (n_in, config.max_range)))
         return result
@@ -464,14 +469,16 @@ def fuse(frame_masks, points_xyz, camera, T_cam_lidar, config=None):
     for m in masks:
         x, y, w, h = m.roi
         if x >= camera.width or y >= camera.height or x + w <= 0 or y + h <= 0 or w <= 0 or h <= 0:
-            result.obstacles.append(_low_support(m, m.id, camera, T_lidar_cam, plane, np.zeros((0, 3))))
+            result.obstacles.append(_low_support(m, m.id, camera, T_lidar_cam, plane, np.zeros((0, 3)),
+                                                max_range=config.max_range))
             result.reports.append(MaskReport(m.id, OUTSIDE_IMAGE, "roi %s does not overlap the image" % (m.roi,)))
             continue
         crop, kept_whole = _eroded_crop(m, config.erode_px)
         in_roi = np.flatnonzero((col >= x) & (col < x + w) & (row >= y) & (row < y + h))
         hit = in_roi[crop[row[in_roi] - y, col[in_roi] - x]]
         if hit.size == 0:
-            result.obstacles.append(_low_support(m, m.id, camera, T_lidar_cam, plane, np.zeros((0, 3))))
+            result.obstacles.append(_low_support(m, m.id, camera, T_lidar_cam, plane, np.zeros((0, 3)),
+                                                max_range=config.max_range))
             heights = ground_in(m, crop) if ground.shape[0] else ()
             if len(heights) >= max(config.flat_min_points, 1) and \
                     np.percentile(heights, 90) < config.flat_max_height:
@@ -491,7 +498,7 @@ def fuse(frame_masks, points_xyz, camera, T_cam_lidar, config=None):
             report.status = LOW_SUPPORT
             report.reason = "%d points in the nearest cluster (< min_points %d)" % (cluster.size, config.min_points)
             result.obstacles.append(_low_support(m, m.id, camera, T_lidar_cam, plane, cpts,
-                                                config.min_cluster_points))
+                                                config.min_cluster_points, config.max_range))
         else:
             if kept_whole:
                 report.reason = "mask too thin to erode; used unaltered"
