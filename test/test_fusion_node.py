@@ -181,14 +181,38 @@ def test_bad_input_is_reported_and_the_node_keeps_fusing(start_node, share, prob
     assert proc.proc.poll() is None
 
 
-def test_tf_static_without_tf2_msgs_stops_with_a_clear_error(start_node, share):
-    pytest.importorskip("rclpy")
-    try:
-        import tf2_msgs  # noqa: F401
-        pytest.skip("tf2_msgs is installed: the /tf_static path is available")
-    except ImportError:
-        pass
+def test_extrinsics_from_tf_static(start_node, share, probe):
+    """extrinsics.source=tf_static: camera <- LiDAR composed from latched /tf_static transforms (base_link ->
+    lidar, base_link -> camera), frames named by the cloud and CameraInfo headers; skipped with a reason
+    until the transforms arrive."""
+    from rclpy.qos import DurabilityPolicy, HistoryPolicy, QoSProfile, ReliabilityPolicy
+    from tf2_msgs.msg import TFMessage
+
+    from s2m_ros.bagio import tf_message
+    from s2m_ros.conversions.s2m_msgs import msg_to_obstacle_frame
+    from s2m_ros.core.geometry import transform_matrix
+
     proc = start_node("fusion_node", "--ros-args", "--params-file", str(share / "config" / "fusion.yaml"),
-                      "-p", "extrinsics.source:=tf_static")
-    assert proc.proc.wait(30) == 2
-    assert "tf2_msgs" in proc.output() and "extrinsics" in proc.output()
+                      "-p", "diagnostics.period_s:=0.2", "-p", "extrinsics.source:=tf_static")
+    assert proc.wait_for_output("started:"), proc.output()
+    feed = Feed(probe)
+    feed.camera_info()
+    feed.frame(T0 - PERIOD, [BOX])  # no /tf_static yet: skipped, with the frames it looked for
+    assert probe.spin_until(lambda: probe.counter("fusion_node", "skipped_no_extrinsics") >= 1)
+    assert "'camera' and 'lidar'" in probe.diag("fusion_node")["last_error"]
+
+    T_base_lidar = transform_matrix([1.2, 0.0, 1.9], [0.0, 0.0, 0.0, 1.0])
+    T_base_camera = T_base_lidar @ np.linalg.inv(fs.T_CL)  # so that camera <- lidar = fs.T_CL
+    latched = QoSProfile(history=HistoryPolicy.KEEP_LAST, depth=1, reliability=ReliabilityPolicy.RELIABLE,
+                         durability=DurabilityPolicy.TRANSIENT_LOCAL)
+    tf_pub = probe.node.create_publisher(TFMessage, "/tf_static", latched)
+    msg = tf_message([("base_link", "lidar", T_base_lidar), ("base_link", "camera", T_base_camera)], T0)
+    assert isinstance(msg, TFMessage)
+    tf_pub.publish(msg)
+    assert probe.spin_until(lambda: "lidar" in probe.diag("fusion_node").get("tf_static_frames", ""))
+    for k in range(5):
+        feed.frame(T0 + k * PERIOD, [BOX])
+    assert probe.spin_until(lambda: any(m.obstacles for m in feed.obstacles))
+    (o,) = msg_to_obstacle_frame(feed.obstacles[-1]).obstacles
+    assert np.linalg.norm(o.center - [10.0, 1.0, fs.GROUND_Z + 0.25]) < 0.15
+    assert proc.proc.poll() is None

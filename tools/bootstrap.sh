@@ -85,7 +85,13 @@ for tool in cmake make cc c++; do
 done
 say "colcon build"
 mkdir -p "$ROOT/log"
-colcon --log-base "$ROOT/log" build --paths "$ROOT" --build-base "$ROOT/build" --install-base "$ROOT/install" \
+PATHS=("$ROOT")
+# tf2_msgs (fusion_node's /tf_static, `s2m play` of /tf) is not among the PyPI ROS wheels: build the
+# message-only stand-in in tools/ros_shims when none is importable (never with a system ROS 2 that has it)
+if ! "$PY" -c "import tf2_msgs.msg" >/dev/null 2>&1 && [ -z "${ROS_DISTRO:-}" ] || [ -d "$ROOT/build/tf2_msgs" ]; then
+    PATHS+=("$ROOT/tools/ros_shims/tf2_msgs")
+fi
+colcon --log-base "$ROOT/log" build --paths "${PATHS[@]}" --build-base "$ROOT/build" --install-base "$ROOT/install" \
     --event-handlers console_direct- summary- \
     --cmake-args -DPython3_EXECUTABLE="$PY" -DBUILD_TESTING=OFF > "$ROOT/log/colcon-build.txt" 2>&1 \
     || { tail -n 60 "$ROOT/log/colcon-build.txt" >&2; die "colcon build failed (full log: log/colcon-build.txt)"; }
