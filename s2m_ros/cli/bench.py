@@ -1,30 +1,47 @@
-"""`s2m bench`: per-stage latency of the camera pipeline per profile and backend, and the ratios
-users ask about, measured in one run so machine noise cancels.
+"""`s2m bench`: per-stage latency of the camera pipeline and of LiDAR fusion + tracking.
 
-  s2m bench [--profiles surface+grabcut,espnet+grabcut,...|all] [--models DIR] [--width 1280
+Per profile and backend, with the ratios users ask about, measured in one run so machine noise cancels.
+
+  s2m bench [--profiles surface+grabcut,espnet+grabcut,...,fusion|all] [--models DIR] [--width 1280
             --height 720] [--frames 20] [--warmup 3] [--threads 0] [--backends onnxruntime[,tensorrt]]
-            [--torch] [--image PATH] [--json OUT.json]
+            [--torch] [--image PATH] [--seed 0] [--json OUT.json]
 
 ``--models DIR`` holds the files the export commands write: espnet.onnx, espnetv2.onnx,
 mobilesam_encoder.onnx, mobilesam_decoder.onnx. Profiles whose files are missing are skipped with
 the reason. The frame is a synthetic apron scene with planted objects (or ``--image``), JPEG-encoded
 so the ``decode`` stage is real. ``--torch`` adds the torch references (needs the export tooling):
 ``encoder_onnxruntime_vs_torch`` and ``pipeline_onnxruntime_vs_torch`` (ESPNet scorer in torch vs
-ONNX Runtime, same pipeline otherwise). JSON: ``stages`` maps ``<profile>/<backend>/<stage>`` to
-``median_ms``, ``p90_ms``, ``max_ms``, ``n``; ``comparisons`` maps a name to a ratio (> 1 = the
-first is slower); ``peak_rss_mb``; ``machine``; ``skipped``.
+ONNX Runtime, same pipeline otherwise).
+
+The ``fusion`` profile (in ``all``; ``--profiles fusion`` alone needs no model file) times
+:meth:`s2m_ros.obstacles.ObstaclePipeline.process` on :func:`fusion_workload`: a 120k-point 64-beam
+LiDAR sweep (~5 % NaN) of an apron with 6 planted obstacles and background structure, 8 masks at
+1280x720 (``--width/--height`` do not apply), consecutive 10 Hz stamps so the tracker really tracks.
+Stages ``fusion/cpu/fusion`` and ``fusion/cpu/tracking`` (the pipeline's own split),
+``fusion/cpu/total`` (the whole ``process`` call) and ``fusion/cpu/fuse`` (the bare
+:func:`s2m_ros.core.fusion.fuse` call); comparisons ``fusion_vs_lidar_period`` and
+``fusion_tracking_vs_lidar_period`` (median / 100 ms); ``fusion_workload`` describes the inputs.
+
+JSON: ``stages`` maps ``<profile>/<backend>/<stage>`` to ``median_ms``, ``p90_ms``, ``max_ms``, ``n``;
+``comparisons`` maps a name to a ratio (> 1 = the first is slower); ``peak_rss_mb``; ``machine``;
+``skipped``.
 """
 import argparse
+import math
 import os
 import platform
 import resource
 import sys
 import time
+from dataclasses import dataclass
+from typing import List, Tuple
 
 import cv2
 import numpy as np
 
 from s2m_ros.cli.common import progress, read_image, write_json
+from s2m_ros.core.camera import PinholeCamera
+from s2m_ros.core.types import FrameMasks, InstanceMask
 
 MODEL_FILES = {"espnet": "espnet.onnx", "espnetv2": "espnetv2.onnx",
                "encoder": "mobilesam_encoder.onnx", "decoder": "mobilesam_decoder.onnx"}
@@ -109,13 +126,233 @@ def decoder_prompt_ratio(segmenter, image, n):
     return one, eight
 
 
+# ---------------------------------------------------------------- fusion stage (issue #6)
+
+FUSION_PROFILE, FUSION_BACKEND = "fusion", "cpu"
+LIDAR_PERIOD_MS = 100.0  # 10 Hz spinning LiDAR: the budget fusion + tracking must fit in
+
+
+@dataclass
+class FusionWorkload:
+    """One apron scene seen by a 64-beam LiDAR (120k points) and a 1280x720 camera, with 8 masks.
+
+    ``clouds`` are noise realisations of the same sweep (float32 (N, 3), LiDAR frame, NaN rows for
+    rays without a return), cycled over the frames; ``masks`` are the camera masks: the planted
+    objects' silhouettes first (``objects[k]`` is mask k + 1), then the bare-ground patches.
+    """
+
+    camera: PinholeCamera
+    T_cam_lidar: np.ndarray  # 4x4 camera (optical) <- LiDAR
+    clouds: List[np.ndarray]
+    masks: List[InstanceMask]
+    objects: List[Tuple[str, np.ndarray, np.ndarray, float]]  # (name, centre xyz, size lwh, yaw)
+    ground_patches: List[np.ndarray]  # (4, 3) corners of each bare-ground patch (LiDAR frame)
+    ground: Tuple[float, float, float]  # z = a * x + b * y + c: the apron in the LiDAR frame
+    period_ns: int = int(LIDAR_PERIOD_MS * 1e6)
+
+    def frame(self, i, epoch_ns=1_700_000_000 * 10 ** 9):
+        """(FrameMasks, cloud, stamp_ns) of frame ``i``: consecutive 10 Hz stamps."""
+        stamp = epoch_ns + i * self.period_ns
+        fm = FrameMasks(stamp_ns=stamp, frame_id="camera_optical", width=self.camera.width,
+                        height=self.camera.height, masks=self.masks)
+        return fm, self.clouds[i % len(self.clouds)], stamp
+
+
+# planted objects in the camera's view: name, (x, y) in the LiDAR frame, size (l, w, h), yaw
+_FUSION_OBJECTS = (("cone", (7.0, 1.2), (0.40, 0.40, 0.70), 0.0),
+                   ("suitcase", (10.0, -2.2), (0.70, 0.45, 0.55), 0.4),
+                   ("toolbox", (14.0, 3.6), (1.00, 0.80, 0.90), -0.3),
+                   ("dolly", (20.0, -5.5), (3.00, 1.60, 1.30), 0.2),
+                   ("tyre_stack", (26.0, 1.5), (0.90, 0.90, 0.80), 0.8),
+                   ("gpu_cart", (31.0, 12.5), (2.20, 1.20, 1.50), -0.5))
+# bare-ground squares (centre x, y; side) that get a false-positive mask each
+_FUSION_GROUND_PATCHES = (((8.5, -4.0), 1.2), ((16.5, 0.0), 2.5))
+# background structure (never masked): centre (x, y, height of the bottom above the ground), size, yaw
+_FUSION_BACKGROUND = (((76.0, 0.0, 0.0), (6.0, 150.0, 14.0), 0.0),  # terminal facade ahead
+                      ((25.0, 42.0, 0.0), (60.0, 18.0, 12.0), 0.05),  # hangar on the left
+                      ((5.0, -28.0, 3.5), (30.0, 3.5, 3.0), 0.3),  # jet bridge (raised)
+                      ((18.0, -27.0, 0.0), (1.2, 1.2, 3.5), 0.0),  # its support leg
+                      ((40.0, -16.0, 0.0), (0.3, 0.3, 15.0), 0.0),  # light poles
+                      ((40.0, 16.0, 0.0), (0.3, 0.3, 15.0), 0.0),
+                      ((-20.0, 12.0, 0.0), (0.3, 0.3, 15.0), 0.0),
+                      ((-9.0, 3.0, 0.0), (3.2, 1.8, 1.6), 0.1),  # tug behind the ego
+                      ((-4.0, -12.0, 0.0), (6.0, 2.5, 2.4), -0.2),  # catering truck
+                      ((-30.0, -5.0, 0.0), (4.0, 40.0, 6.0), 0.0))  # building behind
+
+
+def _plumb_bob_camera(width, height, hfov_deg=70.0):
+    fx = 0.5 * width / math.tan(0.5 * math.radians(hfov_deg))
+    K = [[fx, 0.0, 0.5 * (width - 1) + 3.1], [0.0, fx, 0.5 * (height - 1) - 2.4], [0.0, 0.0, 1.0]]
+    return PinholeCamera(width, height, K, [-0.06, 0.015, 0.0004, -0.0003, 0.0], "plumb_bob", "camera_optical")
+
+
+def _camera_extrinsics():
+    """4x4 camera (optical) <- LiDAR: camera 0.4 m ahead of, 0.2 m left of and 0.25 m below the LiDAR,
+    pitched 8 deg down, yawed 1.5 deg, rolled 0.5 deg."""
+    roll, pitch, yaw = (math.radians(v) for v in (0.5, 8.0, 1.5))
+    cr, sr, cp, sp, cy, sy = (math.cos(roll), math.sin(roll), math.cos(pitch), math.sin(pitch),
+                              math.cos(yaw), math.sin(yaw))
+    R_body = (np.array([[cy, -sy, 0], [sy, cy, 0], [0, 0, 1]]) @ np.array([[cp, 0, sp], [0, 1, 0], [-sp, 0, cp]])
+              @ np.array([[1, 0, 0], [0, cr, -sr], [0, sr, cr]]))
+    optical = np.array([[0.0, 0.0, 1.0], [-1.0, 0.0, 0.0], [0.0, -1.0, 0.0]])  # optical x, y, z in LiDAR axes
+    R_lc = R_body @ optical  # LiDAR <- camera
+    c = np.array([0.4, 0.2, -0.25])
+    T = np.eye(4)
+    T[:3, :3] = R_lc.T
+    T[:3, 3] = -R_lc.T @ c
+    return T
+
+
+def _silhouette(camera, T_cam_lidar, corners, dilate_px=1):
+    """Filled image region of a convex set given by its corners (LiDAR frame): the hull of the projections
+    of points sampled along all corner-to-corner segments (so lens distortion bends the outline)."""
+    from s2m_ros.core.fusion import project_points
+    from s2m_ros.core.geometry import transform_points
+
+    a, b = np.repeat(corners, len(corners), axis=0), np.tile(corners, (len(corners), 1))
+    s = np.linspace(0.0, 1.0, 24)[:, None, None]
+    pts = (a[None] * (1 - s) + b[None] * s).reshape(-1, 3)
+    uv, ok = project_points(camera, transform_points(T_cam_lidar, pts))
+    img = np.zeros((camera.height, camera.width), np.uint8)
+    cv2.fillConvexPoly(img, cv2.convexHull(np.round(uv[ok] * 16).astype(np.int32)), 1, cv2.LINE_8, 4)
+    if dilate_px:  # a segmenter's mask bleeds a little over the outline
+        img = cv2.dilate(img, cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * dilate_px + 1,) * 2))
+    return img.astype(bool)
+
+
+def fusion_workload(seed=0, beams=64, azimuth_steps=1875, width=1280, height=720, nan_fraction=0.05,
+                    variants=4):
+    """The fusion benchmark's inputs, deterministic in ``seed`` (object jitter and all noise).
+
+    LiDAR frame: x forward, y left, z up, 1.95 m above an apron that rises 1 deg forward and 0.4 deg
+    to the left. A spinning LiDAR (``beams`` x ``azimuth_steps`` rays, elevations -25..+2 deg) is
+    ray-cast analytically against the apron, 6 planted obstacles in the camera's view and background
+    structure all around (terminal facade, hangar, raised jet bridge, poles, vehicles), with 2 cm range
+    noise; rays without a return (sky, beyond 120 m) plus random drop-outs make exactly
+    ``nan_fraction`` of the rows NaN. Masks: each object's silhouette (dilated 1 px, as a segmenter's),
+    then the image of a square of bare ground per entry of ``_FUSION_GROUND_PATCHES`` (false positives
+    on a stain or shadow, which fusion has to check against the ground returns): 8 masks.
+    """
+    from s2m_ros.core.scenario import box_solid, ray_cast
+
+    rng = np.random.default_rng(seed)
+    camera = _plumb_bob_camera(width, height)
+    T_cl = _camera_extrinsics()
+    a, b, c = math.tan(math.radians(1.0)), math.tan(math.radians(0.4)), -1.95
+
+    def ground_z(x, y):
+        return a * x + b * y + c
+
+    objects, solids = [], []
+    for name, (x, y), size, yaw in _FUSION_OBJECTS:
+        x, y = x + rng.uniform(-0.3, 0.3), y + rng.uniform(-0.3, 0.3)
+        yaw += rng.uniform(-0.2, 0.2)
+        centre = np.array([x, y, ground_z(x, y) + 0.5 * size[2] - 0.02])  # sunk 2 cm: no gap on the slope
+        objects.append((name, centre, np.array(size, float), yaw))
+        solids.append(box_solid(centre, size, yaw))
+    for (x, y, lift), size, yaw in _FUSION_BACKGROUND:
+        solids.append(box_solid((x, y, ground_z(x, y) + lift + 0.5 * size[2] - 0.05), size, yaw))
+
+    elev = np.radians(np.linspace(-25.0, 2.0, beams))
+    azim = 2 * math.pi * np.arange(azimuth_steps) / azimuth_steps
+    ce, se = np.cos(elev)[:, None], np.sin(elev)[:, None]
+    dirs = np.stack([ce * np.cos(azim), ce * np.sin(azim), se + 0.0 * azim], axis=-1).reshape(-1, 3)  # by beam
+    t_obj, _, _ = ray_cast(solids, np.zeros((1, 3)), dirs)
+    n_up = np.array([-a, -b, 1.0])
+    den = dirs @ n_up  # ray o + t d meets z = a x + b y + c where t (d . n_up) = c
+    with np.errstate(divide="ignore"):
+        t_gnd = np.where(den < 0, c / den, np.inf)
+    t = np.minimum(t_obj, t_gnd)
+    t[t > 120.0] = np.inf
+    n = t.size
+    n_nan = int(round(nan_fraction * n))
+    no_return = np.flatnonzero(~np.isfinite(t))
+    if no_return.size > n_nan:
+        raise ValueError("%d rays see nothing: more than the %d NaN points asked for" % (no_return.size, n_nan))
+    clouds = []
+    for k in range(variants):
+        vr = np.random.default_rng([seed, k])
+        drop = vr.choice(np.flatnonzero(np.isfinite(t)), n_nan - no_return.size, replace=False)
+        r = t + vr.normal(0.0, 0.02, n)
+        r[drop] = np.nan
+        cloud = (dirs * r[:, None]).astype(np.float32)
+        cloud[~np.isfinite(r)] = np.nan  # no return: the whole row NaN (as an organised cloud stores it)
+        clouds.append(cloud)
+
+    masks, patches = [], []
+    for k, (name, centre, size, yaw) in enumerate(objects):
+        corners = box_solid(centre, size, yaw).vertices
+        masks.append(InstanceMask.from_full_mask(k + 1, _silhouette(camera, T_cl, corners),
+                                                 anomaly_score=round(float(rng.uniform(0.6, 0.95)), 3)))
+    for (x, y), side in _FUSION_GROUND_PATCHES:
+        h = 0.5 * side
+        xy = np.array([[x - h, y - h], [x + h, y - h], [x + h, y + h], [x - h, y + h]])
+        corners = np.column_stack([xy, ground_z(xy[:, 0], xy[:, 1])])
+        patches.append(corners)
+        masks.append(InstanceMask.from_full_mask(len(masks) + 1, _silhouette(camera, T_cl, corners, 0),
+                                                 anomaly_score=round(float(rng.uniform(0.3, 0.5)), 3)))
+    return FusionWorkload(camera=camera, T_cam_lidar=T_cl, clouds=clouds, masks=masks, objects=objects,
+                          ground_patches=patches, ground=(a, b, c))
+
+
+def time_fusion(workload, frames, warmup, desc="fusion"):
+    """Per-stage samples (ms): ``ObstaclePipeline.process`` (its ``fusion`` and ``tracking`` stages and
+    ``total``) over ``warmup + frames`` consecutive 10 Hz frames, then the bare ``fuse`` call as ``fuse``
+    (warm-up runs excluded from both). Returns (samples, last ObstacleStep)."""
+    from s2m_ros.core.fusion import fuse
+    from s2m_ros.obstacles import ObstaclePipeline
+
+    pipe = ObstaclePipeline()
+    samples, step = {}, None
+    for i in progress(range(warmup + frames), total=warmup + frames, desc=desc):
+        fm, cloud, stamp = workload.frame(i)
+        t0 = time.perf_counter()
+        step = pipe.process(fm, cloud, workload.camera, workload.T_cam_lidar, stamp, lidar_frame="lidar")
+        t1 = time.perf_counter()
+        if i < warmup:
+            continue
+        row = dict(step.stage_ms, total=(t1 - t0) * 1e3)
+        for k, v in row.items():
+            samples.setdefault(k, []).append(v)
+    for i in range(warmup + frames):
+        fm, cloud, _ = workload.frame(i)
+        t0 = time.perf_counter()
+        fuse(fm, cloud, workload.camera, workload.T_cam_lidar, pipe.fusion_config)
+        if i >= warmup:
+            samples.setdefault("fuse", []).append((time.perf_counter() - t0) * 1e3)
+    return samples, step
+
+
+def bench_fusion(result, frames, warmup, seed=0):
+    """Adds the ``fusion/cpu/<stage>`` stages, the LiDAR-period ratios and a workload summary to ``result``."""
+    workload = fusion_workload(seed)
+    samples, step = time_fusion(workload, frames, warmup)
+    key = "%s/%s" % (FUSION_PROFILE, FUSION_BACKEND)
+    for stage in ("fuse", "fusion", "tracking", "total"):
+        result["stages"]["%s/%s" % (key, stage)] = stats(samples[stage])
+    comp = result["comparisons"]
+    median = {stage: result["stages"]["%s/%s" % (key, stage)]["median_ms"] for stage in ("fusion", "total")}
+    comp["fusion_vs_lidar_period"] = round(median["fusion"] / LIDAR_PERIOD_MS, 4)
+    comp["fusion_tracking_vs_lidar_period"] = round(median["total"] / LIDAR_PERIOD_MS, 4)
+    cloud = workload.clouds[0]
+    result["fusion_workload"] = {
+        "points": int(cloud.shape[0]), "nan_points": int(np.count_nonzero(np.isnan(cloud[:, 0]))),
+        "masks": len(workload.masks), "image": [workload.camera.width, workload.camera.height],
+        "lidar_period_ms": LIDAR_PERIOD_MS, "seed": seed,
+        "detections_ok": sum(r.status == "ok" for r in step.fusion.reports) if step and step.fusion else 0,
+        "confirmed_tracks": len(step.confirmed) if step else 0}
+    return workload
+
+
 def main(argv=None):
     ap = argparse.ArgumentParser(prog="s2m bench", description=__doc__.split("\n")[0])
-    ap.add_argument("--profiles", default="all", help="comma-separated profiles, or 'all'")
+    ap.add_argument("--profiles", default="all",
+                    help="comma-separated camera profiles and/or 'fusion' (LiDAR fusion + tracking, no model "
+                         "files), or 'all' (every camera profile and fusion)")
     ap.add_argument("--models", default="models", help="folder with the exported ONNX files")
     ap.add_argument("--width", type=int, default=1280)
     ap.add_argument("--height", type=int, default=720)
-    ap.add_argument("--frames", type=int, default=20)
+    ap.add_argument("--frames", type=int, default=20, help="timed repetitions per profile (after --warmup)")
     ap.add_argument("--warmup", type=int, default=3)
     ap.add_argument("--threads", type=int, default=0)
     ap.add_argument("--backends", default="onnxruntime")
@@ -123,22 +360,32 @@ def main(argv=None):
     ap.add_argument("--weights", default="../shared/data/weights",
                     help="folder with the published ESPNet/ESPNetv2 .pth files (for --torch pipeline comparison)")
     ap.add_argument("--image", help="benchmark on this image instead of the synthetic apron frame")
+    ap.add_argument("--seed", type=int, default=0, help="seed of the fusion workload")
     ap.add_argument("--json", help="write the results here")
     args = ap.parse_args(argv)
+    if args.frames < 1 or args.warmup < 0:
+        ap.error("--frames must be >= 1 and --warmup >= 0")
 
     from s2m_ros.inference.backend import ModelFileError
     from s2m_ros.pipeline import PROFILES, PipelineConfigError, S2MPipeline
 
-    profiles = list(PROFILES) if args.profiles == "all" else [p.strip() for p in args.profiles.split(",") if p.strip()]
-    image = bench_image(args.width, args.height, args.image)
-    ok, jpeg = cv2.imencode(".jpg", image, [cv2.IMWRITE_JPEG_QUALITY, 90])
+    if args.profiles == "all":
+        profiles = list(PROFILES) + [FUSION_PROFILE]
+    else:
+        profiles = [p.strip() for p in args.profiles.split(",") if p.strip()]
+    camera_profiles = [p for p in profiles if p != FUSION_PROFILE]
+    image = jpeg = None
+    if camera_profiles or args.torch:
+        image = bench_image(args.width, args.height, args.image)
+        ok, jpeg = cv2.imencode(".jpg", image, [cv2.IMWRITE_JPEG_QUALITY, 90])
     result = {"machine": {"cpu_count": os.cpu_count(), "platform": platform.platform(),
                           "python": platform.python_version(), "date": time.strftime("%Y-%m-%d")},
               "width": args.width, "height": args.height, "frames": args.frames, "warmup": args.warmup,
               "threads": args.threads, "stages": {}, "comparisons": {}, "skipped": {}}
     pipelines = {}
-    for backend in [b.strip() for b in args.backends.split(",") if b.strip()]:
-        for profile in profiles:
+    backends = [b.strip() for b in args.backends.split(",") if b.strip()]
+    for backend in backends:
+        for profile in camera_profiles:
             key = "%s/%s" % (profile, backend)
             try:
                 pipe = S2MPipeline(pipeline_config(profile, args.models, backend, args.threads))
@@ -156,10 +403,12 @@ def main(argv=None):
             comp["mobilesam_decoder_8_vs_1_prompts"] = round(eight / one, 3)
             result["stages"]["mobilesam/onnxruntime/decode_1_prompt"] = {"median_ms": round(one, 3)}
             result["stages"]["mobilesam/onnxruntime/decode_8_prompts"] = {"median_ms": round(eight, 3)}
-    for profile in profiles:
+    for profile in camera_profiles:
         a, b = "%s/tensorrt/total" % profile, "%s/onnxruntime/total" % profile
         if a in result["stages"] and b in result["stages"] and "tensorrt_vs_onnxruntime" not in comp:
             comp["tensorrt_vs_onnxruntime"] = round(result["stages"][a]["median_ms"] / result["stages"][b]["median_ms"], 3)
+    if FUSION_PROFILE in profiles:
+        bench_fusion(result, args.frames, args.warmup, args.seed)
     if args.torch:
         from s2m_ros.export.bench_refs import torch_comparisons
 
@@ -178,10 +427,14 @@ def print_table(result):
         if "median_ms" not in v:
             print("%-44s %s" % (k, v))
             continue
-        print("%-44s %10.1f %10s %10s" % (k, v["median_ms"], "%.1f" % v["p90_ms"] if "p90_ms" in v else "",
-                                         "%.1f" % v["max_ms"] if "max_ms" in v else ""))
+        print("%-44s %10.2f %10s %10s" % (k, v["median_ms"], "%.2f" % v["p90_ms"] if "p90_ms" in v else "",
+                                         "%.2f" % v["max_ms"] if "max_ms" in v else ""))
     for k, v in result["comparisons"].items():
-        print("%-44s %10.2fx" % (k, v))
+        print("%-44s %10.3fx" % (k, v))
+    fw = result.get("fusion_workload")
+    if fw:
+        print("fusion workload: %d points (%d NaN), %d masks at %dx%d, LiDAR period %g ms" % (
+            fw["points"], fw["nan_points"], fw["masks"], fw["image"][0], fw["image"][1], fw["lidar_period_ms"]))
     print("peak RSS %.0f MB" % result.get("peak_rss_mb", float("nan")))
 
 

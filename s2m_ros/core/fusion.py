@@ -11,7 +11,11 @@ Pipeline of :func:`fuse` (all geometry in the LiDAR frame, z up, unless stated):
    the ROI crop, no full-frame image per mask), and keep only the nearest depth cluster along the camera
    rays, so background seen through the mask edges does not pull the obstacle away;
 4. box (cv2.minAreaRect on x, y), ground footprint (convex hull at the ground height), height above the
-   plane, horizontal range from the sensor, number of points.
+   plane, horizontal range from the sensor, number of points;
+5. a mask with no point above the ground band is FLAT when at least ``flat_min_points`` ground returns
+   fall inside it and 90 % of them lie lower than ``flat_max_height`` (paint, a shadow: the LiDAR
+   measured a flat surface there); the ground points in the camera's view are projected for this only
+   when such a mask exists.
 
 A mask with fewer than ``min_points`` supporting points is not dropped: it becomes an
 :class:`Obstacle3D` with ``low_support=True`` (size 0, no footprint). Its centre is the median of its
@@ -424,13 +428,12 @@ def fuse(frame_masks, points_xyz, camera, T_cam_lidar, config=None):
     # 1. ground
     plane = fit_ground_plane(pts, config) or fallback
     result.plane = plane
-    ground = np.zeros((0, 3), dtype)
+    flat_test = False
     if plane is not None:
         keep = pts @ plane.normal.astype(dtype) > dtype(config.ground_band - plane.d)
         result.num_ground = int(pts.shape[0] - np.count_nonzero(keep))
         obj = pts[keep]
-        if config.flat_min_points and plane.fitted:
-            ground = pts[~keep]
+        flat_test = bool(config.flat_min_points) and plane.fitted and result.num_ground > 0
     else:
         obj = pts
     ground_px = None  # (col, row, height) of the ground points, projected only when a mask needs them
@@ -438,12 +441,20 @@ def fuse(frame_masks, points_xyz, camera, T_cam_lidar, config=None):
     def ground_in(m, crop):
         nonlocal ground_px
         if ground_px is None:
-            g_cam = transform_points(T.astype(dtype), ground)
+            # only the ground the camera can see: depth first (one row of T), then project the rest
+            # only the ground the camera can see (in front, inside a generous horizontal view cone: 1.5x
+            # the pinhole half-width for lens distortion), selected before any copy or projection
+            Tg = T.astype(dtype)
+            zc = pts @ Tg[2, :3] + Tg[2, 3]
+            xc = pts @ Tg[0, :3] + Tg[0, 3]
+            half = dtype(1.5 * max(camera.K[0, 2], camera.width - camera.K[0, 2]) / camera.K[0, 0])
+            front = pts[~keep & (zc > max(config.min_depth, 1e-6)) & (np.abs(xc) < zc * half)]
+            g_cam = transform_points(Tg, front)
             g_uv, g_ok = project_points(camera, g_cam, config.min_depth)
             gc, gr = np.floor(g_uv[:, 0] + 0.5), np.floor(g_uv[:, 1] + 0.5)
             g_ok &= (gc >= 0) & (gc < camera.width) & (gr >= 0) & (gr < camera.height)
             sel = np.flatnonzero(g_ok)
-            ground_px = (gc[sel].astype(np.int64), gr[sel].astype(np.int64), plane.height(ground[sel]))
+            ground_px = (gc[sel].astype(np.int64), gr[sel].astype(np.int64), plane.height(front[sel]))
         gc, gr, gh = ground_px
         x, y, w, h = m.roi
         idx = np.flatnonzero((gc >= x) & (gc < x + w) & (gr >= y) & (gr < y + h))
@@ -479,7 +490,7 @@ def fuse(frame_masks, points_xyz, camera, T_cam_lidar, config=None):
         if hit.size == 0:
             result.obstacles.append(_low_support(m, m.id, camera, T_lidar_cam, plane, np.zeros((0, 3)),
                                                 max_range=config.max_range))
-            heights = ground_in(m, crop) if ground.shape[0] else ()
+            heights = ground_in(m, crop) if flat_test else ()
             if len(heights) >= max(config.flat_min_points, 1) and \
                     np.percentile(heights, 90) < config.flat_max_height:
                 result.reports.append(MaskReport(m.id, FLAT, "%d ground returns in the mask, 90 %% lower than %.2f m: "
