@@ -1,6 +1,5 @@
 """Tests of the ROS-free mask + LiDAR fusion core (s2m_ros.core.fusion)."""
 import math
-import time
 
 import cv2
 import numpy as np
@@ -310,26 +309,6 @@ def test_kitti_fused_centres_match_labels(shared_data):
                                            np.median([r[4] for r in good])))
     assert len(good) >= 4
     assert np.median(err) < 1.0
-
-
-# ---------------------------------------------------------------- benchmark (report only)
-
-def test_benchmark_120k_points_8_masks():
-    rng = np.random.default_rng(3)
-    cloud, box, _ = scene()
-    n = 120000 - cloud.shape[0]  # pad to 120k with clutter all around the sensor
-    extra = np.column_stack([rng.uniform(-40, 40, n), rng.uniform(-40, 40, n), rng.uniform(-2, 2, n)])
-    cloud = np.vstack([cloud, extra]).astype(np.float32)
-    masks = [mask_of(box + [0, dy, 0], mask_id=k) for k, dy in enumerate(np.linspace(-4, 4, 8))]
-    fm = frame(masks)
-    cam = camera("plumb_bob", DISTORTIONS[0][1])
-    times = []
-    for _ in range(15):
-        t0 = time.perf_counter()
-        res = fuse(fm, cloud, cam, T_CL)
-        times.append(1000 * (time.perf_counter() - t0))
-    print("fusion benchmark: 120k points, 8 masks: median %.1f ms (min %.1f)" % (np.median(times), min(times)))
-    assert len(res.obstacles) == 8
 
 
 # ---------------------------------------------------------------- nuScenes (real data)
