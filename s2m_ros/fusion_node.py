@@ -219,7 +219,7 @@ def _make_node_class():
             self.lidar_frame = ""
             for name in ("clouds_received", "mask_arrays_received", "matched", "fused", "skipped_no_camera_info",
                          "skipped_no_extrinsics", "skipped_no_pose", "skipped_out_of_order", "bad_masks",
-                         "bad_cloud", "fusion_errors", "time_resets"):
+                         "bad_cloud", "fusion_errors", "time_resets", "errors_total"):
                 self.stats.count(name, 0)
 
             in_qos = make_qos(p["input.reliability"], p["input.depth"])

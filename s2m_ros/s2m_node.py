@@ -133,7 +133,8 @@ def _make_node_class():
             self.create_timer(p["diagnostics.period_s"], self._publish_diagnostics)
             self.stats.info.update(profile=p["profile"], backend=p["backend"], scorer=self.pipeline.scorer_name,
                                    segmenter=self.pipeline.segmenter_name)
-            for stage in ("dropped_frames", "frames_processed", "processing_errors", "model_output_nonfinite"):
+            for stage in ("dropped_frames", "frames_processed", "processing_errors", "model_output_nonfinite",
+                          "bad_input", "time_resets", "errors_total"):
                 self.stats.count(stage, 0)
             self.get_logger().info("started: %s input on '%s', profile %s (scorer %s, segmenter %s, backend %s)" % (
                 p["input.transport"], self.resolve_topic_name(

@@ -112,8 +112,9 @@ def test_masks_and_cloud_become_a_confirmed_obstacle_with_markers_then_vanish(st
     assert probe.spin_until(lambda: len(feed.obstacles) >= 14 and not feed.obstacles[-1].obstacles)
     deletes = {(m.ns, m.id) for arr in feed.markers for m in arr.markers if m.action == Marker.DELETE}
     assert {("boxes", 1), ("labels", 1), ("footprints", 1)} <= deletes
+    assert probe.spin_until(lambda: probe.counter("fusion_node", "fused") >= 14)  # diagnostics lag by <= 0.2 s
     d = probe.diag("fusion_node")
-    assert int(d["fused"]) == 14 and d["masks_ok"] == "6"
+    assert int(d["fused"]) == 14 and d["masks_ok"] == "6" and d["errors_total"] == "0"
     assert float(d["latency_fusion_median_ms"]) > 0 and "latency_tracking_max_ms" in d
     assert proc.proc.poll() is None
 
