@@ -13,8 +13,7 @@ import math
 import time
 
 from s2m_ros.core.fusion import FusionConfig
-from s2m_ros.core.geometry import extrinsics_from_params, rigid_matrix_problem
-from s2m_ros.core.poses import PoseBuffer, TransformTree
+from s2m_ros.core.geometry import rigid_matrix_problem
 from s2m_ros.core.time_matching import NearestTimeMatcher
 from s2m_ros.core.tracking import TrackerConfig
 from s2m_ros.diagnostics import NodeStats, to_diagnostic_array
@@ -172,13 +171,6 @@ def _transform_to_matrix(transform):
     return transform_matrix((t.x, t.y, t.z), (q.x, q.y, q.z, q.w))
 
 
-def _pose_to_matrix(pose):
-    from s2m_ros.core.geometry import transform_matrix
-
-    p, q = pose.position, pose.orientation
-    return transform_matrix((p.x, p.y, p.z), (q.x, q.y, q.z, q.w))
-
-
 def _make_node_class():
     from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus
     from rclpy.node import Node
@@ -190,33 +182,17 @@ def _make_node_class():
     from s2m_ros.conversions.pointcloud import cloud_to_xyz
     from s2m_ros.conversions.s2m_msgs import msg_to_frame_masks, stamp_to_ns
     from s2m_ros.msg import ObstacleArray, OodMaskArray
-    from s2m_ros.obstacles import ObstaclePipeline
+    from s2m_ros.obstacles import ObstacleFrontEnd
     from s2m_ros.outputs import MARKERS, OBSTACLES, obstacle_messages
 
     class FusionNode(Node):
         def __init__(self):
             super().__init__(NODE_NAME)
             self.params = p = declare_all(self, PARAMS)
-            fusion_cfg, tracker_cfg, ooo_ns = configs_from_params(p)
-            self.pipeline = ObstaclePipeline(fusion_cfg, tracker_cfg, ooo_ns)
-            matrix = p["extrinsics.matrix"] if len(p["extrinsics.matrix"]) == 16 else ()
-            self.use_tf_static = p["extrinsics.source"] == "tf_static"
-            self.camera_from_lidar = None if self.use_tf_static else extrinsics_from_params(
-                p["extrinsics.translation"], p["extrinsics.rotation_xyzw"], matrix)
-            self.base_from_lidar = extrinsics_from_params(
-                p["fixed_frame.base_from_lidar.translation"], p["fixed_frame.base_from_lidar.rotation_xyzw"])
-            self.static_tf = TransformTree()
-            self.fixed = p["fixed_frame.enabled"]
-            self.poses = PoseBuffer(p["fixed_frame.odometry_buffer_size"],
-                                    int(p["fixed_frame.max_pose_gap_s"] * 1e9),
-                                    int(p["fixed_frame.max_extrapolation_s"] * 1e9))
-            self.fixed_frame_id = ""
-            self.base_frame_id = ""
+            self.front = ObstacleFrontEnd(p)
             self.stats = NodeStats()
             self.matcher = NearestTimeMatcher(int(round(p["time_tolerance_s"] * 1e9)), p["cloud_buffer_size"])
             self.markers = MarkerBuilder(p["markers.lifetime_s"], p["markers.show_tentative"])
-            self.camera = None
-            self.lidar_frame = ""
             for name in ("clouds_received", "mask_arrays_received", "matched", "fused", "skipped_no_camera_info",
                          "skipped_no_extrinsics", "skipped_no_pose", "skipped_out_of_order", "bad_masks",
                          "bad_cloud", "fusion_errors", "time_resets", "errors_total"):
@@ -228,11 +204,11 @@ def _make_node_class():
                                      make_qos(p["input.reliability"], 1))
             self.create_subscription(OodMaskArray, "ood/masks", self._on_masks,
                                      make_qos(p["masks.reliability"], p["masks.depth"]))
-            if self.fixed:
+            if self.front.use_fixed:
                 from nav_msgs.msg import Odometry
 
                 self.create_subscription(Odometry, "odom", self._on_odom, make_qos(p["input.reliability"], 50))
-            if self.use_tf_static:
+            if self.front.use_tf_static:
                 try:
                     from tf2_msgs.msg import TFMessage
                 except ImportError:
@@ -249,11 +225,19 @@ def _make_node_class():
             self.create_timer(p["diagnostics.period_s"], self._publish_diagnostics)
             self._last_fused_mono = None
             self.stats.set_info("extrinsics", p["extrinsics.source"])
-            self.stats.set_info("frame", "fixed (odometry)" if self.fixed else "sensor (LiDAR)")
+            self.stats.set_info("frame", "fixed (odometry)" if self.front.use_fixed else "sensor (LiDAR)")
             self.get_logger().info(
                 "started: masks on '%s', cloud on '%s', tolerance %.3f s, extrinsics from %s, tracking in the %s frame"
                 % (self.resolve_topic_name("ood/masks"), self.resolve_topic_name("points"), p["time_tolerance_s"],
-                   p["extrinsics.source"], "odometry's fixed" if self.fixed else "LiDAR"))
+                   p["extrinsics.source"], "odometry's fixed" if self.front.use_fixed else "LiDAR"))
+
+        @property
+        def camera(self):  # set by node_runtime.on_camera_info; the front end fuses with it
+            return self.front.camera
+
+        @camera.setter
+        def camera(self, value):
+            self.front.camera = value
 
         # ------------------------------------------------------------------ inputs
         def _on_cloud(self, msg):
@@ -268,7 +252,7 @@ def _make_node_class():
             match, reset = self.matcher.add_cloud(stamp_to_ns(msg.header.stamp), (xyz, msg.header.frame_id))
             if reset:
                 self.stats.count("time_resets")
-                self.pipeline.reset()
+                self.front.pipeline.reset()
                 self.get_logger().info("cloud stamps went backwards (bag loop?): time matching and tracks reset")
             if match is not None:
                 self._on_match(match)
@@ -285,68 +269,38 @@ def _make_node_class():
 
         def _on_odom(self, msg):
             self.stats.count("odometry_received")
+            p, q = msg.pose.pose.position, msg.pose.pose.orientation
             try:
-                T = _pose_to_matrix(msg.pose.pose)
+                reset = self.front.add_odometry(stamp_to_ns(msg.header.stamp), (p.x, p.y, p.z), (q.x, q.y, q.z, q.w),
+                                                msg.header.frame_id, msg.child_frame_id)
             except ValueError as exc:
                 self.stats.error("bad_odometry", str(exc))
                 return
-            if self.poses.add(stamp_to_ns(msg.header.stamp), T):
+            if reset:
                 self.stats.count("odometry_time_resets")
-            self.fixed_frame_id = msg.header.frame_id
-            self.base_frame_id = msg.child_frame_id
 
         def _on_tf_static(self, msg):
-            for tf in msg.transforms:
-                try:
-                    self.static_tf.set(tf.header.frame_id, tf.child_frame_id, _transform_to_matrix(tf.transform))
-                except ValueError as exc:
-                    self.stats.error("bad_tf_static", str(exc))
-            self.stats.set_info("tf_static_frames", " ".join(self.static_tf.frames))
+            for error in self.front.add_static_transforms(
+                    (tf.header.frame_id, tf.child_frame_id, _transform_to_matrix(tf.transform)) for tf in msg.transforms):
+                self.stats.error("bad_tf_static", error)
+            self.stats.set_info("tf_static_frames", " ".join(self.front.tf.frames))
 
         # ------------------------------------------------------------------ processing
         def _skip(self, counter, text):
             self.stats.error(counter, text)
             self.get_logger().warning("frame skipped: %s" % text, throttle_duration_sec=2.0)
 
-        def _extrinsics(self, lidar_frame):
-            """(T_cam_lidar, T_base_lidar) or a reason string."""
-            if not self.use_tf_static:
-                return self.camera_from_lidar, self.base_from_lidar
-            try:
-                T_cam = self.static_tf.lookup(self.camera.frame_id, lidar_frame)
-                T_base = self.static_tf.lookup(self.base_frame_id, lidar_frame) if self.fixed else None
-            except LookupError as exc:
-                return str(exc)
-            return T_cam, T_base
-
         def _on_match(self, match):
             t_in = time.perf_counter()
             self.stats.count("matched")
             self.stats.set_info("last_match_dt_ms", "%.1f" % (match.dt_ns * 1e-6))
             xyz, lidar_frame = match.cloud
-            frame = match.item
-            if self.camera is None:
-                return self._skip("skipped_no_camera_info", "no valid CameraInfo received yet on '%s'"
-                                  % self.resolve_topic_name("camera_info"))
-            T_fixed_base = None
-            if self.fixed:  # first: the odometry also names the base frame the extrinsics are looked up in
-                T_fixed_base, reason = self.poses.lookup(match.cloud_stamp_ns)
-                if T_fixed_base is None:
-                    return self._skip("skipped_no_pose", "no odometry pose at the cloud's stamp (%s)" % reason)
-            ext = self._extrinsics(lidar_frame)
-            if isinstance(ext, str):
-                return self._skip("skipped_no_extrinsics", ext)
-            T_cam_lidar, T_base_lidar = ext
-            T_fixed_lidar = None if T_fixed_base is None else T_fixed_base @ T_base_lidar
-            try:
-                step = self.pipeline.process(frame, xyz, self.camera, T_cam_lidar, match.cloud_stamp_ns,
-                                             lidar_frame=lidar_frame, T_fixed_lidar=T_fixed_lidar,
-                                             fixed_frame=self.fixed_frame_id)
-            except ValueError as exc:
-                return self._skip("fusion_errors", str(exc))
-            if step.skipped:
-                return self._skip("skipped_" + step.skipped, "cloud stamp %d is older than the last tracked one"
-                                  % match.cloud_stamp_ns)
+            out = self.front.fuse(match.item, xyz, match.cloud_stamp_ns, lidar_frame)
+            if out.skipped:
+                if out.skipped == "skipped_no_camera_info":
+                    out.reason += " on '%s'" % self.resolve_topic_name("camera_info")
+                return self._skip(out.skipped, out.reason)
+            step = out.step
             if step.reset:
                 self.get_logger().info("tracks reset (time went backwards or the tracking frame changed)")
             t_pub = time.perf_counter()
@@ -368,7 +322,7 @@ def _make_node_class():
         def _publish_diagnostics(self):
             for reason, n in self.matcher.unmatched.items():
                 self.stats.counters["unmatched_" + reason] = n
-            self.stats.counters["time_resets_tracker"] = self.pipeline.tracker.time_resets
+            self.stats.counters["time_resets_tracker"] = self.front.pipeline.tracker.time_resets
             self.stats.set_info("camera_info", "missing" if self.camera is None else "%dx%d %s frame '%s'" % (
                 self.camera.width, self.camera.height, self.camera.distortion_model, self.camera.frame_id))
             level, message = DiagnosticStatus.OK, "fusing"

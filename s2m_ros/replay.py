@@ -23,7 +23,6 @@ import numpy as np
 from s2m_ros import outputs
 from s2m_ros.bagio import BagError, BagReader, BagWriter, static_transforms
 from s2m_ros.conversions import ConversionError
-from s2m_ros.core.poses import PoseBuffer, TransformTree
 from s2m_ros.core.time_matching import NearestTimeMatcher
 from s2m_ros.diagnostics import NodeStats
 
@@ -106,6 +105,17 @@ def fusion_parameters(overrides=None, params_file=None):
     return values
 
 
+def flatten_params(tree, prefix=""):
+    """{"a": {"b": 1}} -> {"a.b": 1} (ROS parameter names from nested YAML)."""
+    flat = {}
+    for k, v in tree.items():
+        if isinstance(v, dict):
+            flat.update(flatten_params(v, prefix + str(k) + "."))
+        else:
+            flat[prefix + str(k)] = v
+    return flat
+
+
 def read_params_file(path):
     """Flat {dotted name: value} of a ROS 2 params file (first node section, ``ros__parameters``)."""
     import yaml
@@ -114,17 +124,7 @@ def read_params_file(path):
         data = yaml.safe_load(f) or {}
     for section in data.values():
         if isinstance(section, dict) and "ros__parameters" in section:
-            flat = {}
-
-            def walk(node, prefix):
-                for k, v in node.items():
-                    if isinstance(v, dict):
-                        walk(v, prefix + k + ".")
-                    else:
-                        flat[prefix + k] = v
-
-            walk(section["ros__parameters"], "")
-            return flat
+            return flatten_params(section["ros__parameters"])
     raise ValueError("%s has no ros__parameters section" % path)
 
 
@@ -141,49 +141,20 @@ class Replayer:
 
     def __init__(self, config: Optional[ReplayConfig] = None):
         from s2m_ros.conversions.markers import MarkerBuilder
-        from s2m_ros.fusion_node import configs_from_params
-        from s2m_ros.obstacles import ObstaclePipeline
+        from s2m_ros.obstacles import ObstacleFrontEnd
         from s2m_ros.pipeline import PipelineConfig, S2MPipeline
 
         self.config = config or ReplayConfig()
         self.params = p = fusion_parameters(self.config.fusion_params)
-        fusion_cfg, tracker_cfg, ooo_ns = configs_from_params(p)
         self.pipeline = S2MPipeline(self.config.pipeline or PipelineConfig())
-        self.obstacles = ObstaclePipeline(fusion_cfg, tracker_cfg, ooo_ns)
+        self.front = ObstacleFrontEnd(p)  # extrinsics source and fixed frame are decided per bag in run()
         self.matcher = NearestTimeMatcher(int(round(p["time_tolerance_s"] * 1e9)), p["cloud_buffer_size"])
         self.markers = MarkerBuilder(p["markers.lifetime_s"], p["markers.show_tentative"])
-        self.tf = TransformTree()
-        self.poses = PoseBuffer(p["fixed_frame.odometry_buffer_size"], int(p["fixed_frame.max_pose_gap_s"] * 1e9),
-                                int(p["fixed_frame.max_extrapolation_s"] * 1e9))
         self.clock = _BagClock()
         self.camera_stats = NodeStats(clock=self.clock, latency_window=10 ** 6)
         self.fusion_stats = NodeStats(clock=self.clock, latency_window=10 ** 6)
-        self.camera = None
-        self.fixed_frame_id = ""
-        self.base_frame_id = ""
         self.frames: List[FusedFrame] = []
         self.overlays = []
-
-    # ------------------------------------------------------------------ extrinsics / frames
-    def _params_extrinsics(self):
-        from s2m_ros.core.geometry import extrinsics_from_params
-
-        p = self.params
-        matrix = p["extrinsics.matrix"] if len(p["extrinsics.matrix"]) == 16 else ()
-        return (extrinsics_from_params(p["extrinsics.translation"], p["extrinsics.rotation_xyzw"], matrix),
-                extrinsics_from_params(p["fixed_frame.base_from_lidar.translation"],
-                                       p["fixed_frame.base_from_lidar.rotation_xyzw"]))
-
-    def _extrinsics(self, lidar_frame):
-        """(T_cam_lidar, T_base_lidar or None) or a reason string."""
-        if self.use_tf_static:
-            try:
-                T_cam = self.tf.lookup(self.camera.frame_id, lidar_frame)
-                T_base = self.tf.lookup(self.base_frame_id, lidar_frame) if self.use_fixed else None
-            except LookupError as exc:
-                return str(exc)
-            return T_cam, T_base
-        return self._params_extrinsics()
 
     # ------------------------------------------------------------------ main loop
     def run(self, in_bag, out_bag, storage="mcap", force=False, show_progress=None, keep_overlays=False):
@@ -210,12 +181,12 @@ class Replayer:
             mode = self.config.extrinsics
             if mode == "tf_static" and "tf_static" not in present:
                 raise BagError("--extrinsics tf_static but the bag has no %s" % wanted["tf_static"])
-            self.use_tf_static = mode == "tf_static" or (mode == "auto" and "tf_static" in present)
+            self.front.use_tf_static = mode == "tf_static" or (mode == "auto" and "tf_static" in present)
             fixed = self.config.fixed_frame
             if fixed == "on" and "odom" not in present:
                 raise BagError("--fixed-frame on but the bag has no odometry topic %s" % wanted["odom"])
-            self.use_fixed = fixed == "on" or (fixed == "auto" and "odom" in present)
-            self.extrinsics_source = "tf_static" if self.use_tf_static else "parameters"
+            self.front.use_fixed = fixed == "on" or (fixed == "auto" and "odom" in present)
+            self.extrinsics_source = "tf_static" if self.front.use_tf_static else "parameters"
             order = list(present.values())
             total = sum(reader.counts().get(t, 0) for t in order)
             self._stats_init()
@@ -240,7 +211,7 @@ class Replayer:
         counters.update(self.fusion_stats.counters)
         for reason, n in self.matcher.unmatched.items():
             counters["unmatched_" + reason] = n
-        counters["time_resets_tracker"] = self.obstacles.tracker.time_resets
+        counters["time_resets_tracker"] = self.front.pipeline.tracker.time_resets
         stage_ms = {}
         for stats in (self.camera_stats, self.fusion_stats):
             for name, values in stats.latency_history().items():
@@ -250,7 +221,7 @@ class Replayer:
             input=str(in_bag), output=str(out_bag), storage=storage, counters=counters, stage_ms=stage_ms,
             output_counts=output_counts, frames=self.frames, overlays=self.overlays,
             seconds=time.perf_counter() - t_start,
-            tracking_frame=(self.fixed_frame_id or "odometry frame") if self.use_fixed else "LiDAR frame",
+            tracking_frame=(self.front.fixed_frame_id or "odometry frame") if self.front.use_fixed else "LiDAR frame",
             extrinsics=self.extrinsics_source, warnings=warnings)
 
     def _stats_init(self):
@@ -269,30 +240,23 @@ class Replayer:
         from s2m_ros.conversions.camera_info import camera_info_to_camera
 
         try:
-            self.camera = camera_info_to_camera(msg)
+            self.front.camera = camera_info_to_camera(msg)
         except ConversionError as exc:
             self.fusion_stats.error("bad_camera_info", str(exc))
 
     def _on_tf_static(self, stamp_ns, msg, _keep):
-        for parent, child, T in static_transforms(msg):
-            try:
-                self.tf.set(parent, child, T)
-            except ValueError as exc:
-                self.fusion_stats.error("bad_tf_static", str(exc))
+        for error in self.front.add_static_transforms(static_transforms(msg)):
+            self.fusion_stats.error("bad_tf_static", error)
 
     def _on_odom(self, stamp_ns, msg, _keep):
         from s2m_ros.conversions.s2m_msgs import stamp_to_ns
-        from s2m_ros.core.geometry import transform_matrix
 
         p, q = msg.pose.pose.position, msg.pose.pose.orientation
         try:
-            T = transform_matrix((p.x, p.y, p.z), (q.x, q.y, q.z, q.w))
+            self.front.add_odometry(stamp_to_ns(msg.header.stamp), (p.x, p.y, p.z), (q.x, q.y, q.z, q.w),
+                                    msg.header.frame_id, msg.child_frame_id)
         except ValueError as exc:
             self.fusion_stats.error("bad_odometry", str(exc))
-            return
-        self.poses.add(stamp_to_ns(msg.header.stamp), T)
-        self.fixed_frame_id = msg.header.frame_id
-        self.base_frame_id = msg.child_frame_id
 
     def _on_image(self, stamp_ns, msg, keep_overlays):
         from s2m_ros.conversions.image import compressed_to_bgr8, image_to_bgr8
@@ -345,7 +309,7 @@ class Replayer:
         match, reset = self.matcher.add_cloud(stamp_to_ns(msg.header.stamp), (xyz, msg.header.frame_id))
         if reset:
             st.count("time_resets")
-            self.obstacles.reset()
+            self.front.pipeline.reset()
         if match is not None:
             self._fuse(stamp_ns, match)
 
@@ -353,26 +317,10 @@ class Replayer:
         st = self.fusion_stats
         st.count("matched")
         xyz, lidar_frame = match.cloud
-        if self.camera is None:
-            return st.error("skipped_no_camera_info", "no valid CameraInfo before this frame")
-        T_fixed_base = None
-        if self.use_fixed:  # first: the odometry also names the base frame the extrinsics are looked up in
-            T_fixed_base, reason = self.poses.lookup(match.cloud_stamp_ns)
-            if T_fixed_base is None:
-                return st.error("skipped_no_pose", "no odometry pose at the cloud's stamp (%s)" % reason)
-        ext = self._extrinsics(lidar_frame)
-        if isinstance(ext, str):
-            return st.error("skipped_no_extrinsics", ext)
-        T_cam_lidar, T_base_lidar = ext
-        T_fixed_lidar = None if T_fixed_base is None else T_fixed_base @ T_base_lidar
-        try:
-            step = self.obstacles.process(match.item, xyz, self.camera, T_cam_lidar, match.cloud_stamp_ns,
-                                          lidar_frame=lidar_frame, T_fixed_lidar=T_fixed_lidar,
-                                          fixed_frame=self.fixed_frame_id)
-        except ValueError as exc:
-            return st.error("fusion_errors", str(exc))
-        if step.skipped:
-            return st.error("skipped_" + step.skipped, "cloud stamp older than the last tracked one")
+        out = self.front.fuse(match.item, xyz, match.cloud_stamp_ns, lidar_frame)
+        if out.skipped:
+            return st.error(out.skipped, out.reason)
+        step = out.step
         for topic, out in outputs.obstacle_messages(step, self.markers,
                                                     self.params["output.include_tentative"]).items():
             self._write(topic, stamp_ns, out)

@@ -55,22 +55,12 @@ def add_replay_arguments(ap):
 
 
 def replay_config(args):
-    from s2m_ros.replay import ReplayConfig, fusion_parameters
+    from s2m_ros.replay import ReplayConfig, flatten_params, fusion_parameters
 
     overrides = {}
     for item in args.fusion_set or ():
         set_dotted(overrides, item)
-    flat = {}
-
-    def walk(node, prefix):
-        for k, v in node.items():
-            if isinstance(v, dict):
-                walk(v, prefix + k + ".")
-            else:
-                flat[prefix + k] = v
-
-    walk(overrides, "")
-    params = fusion_parameters(flat, args.fusion_params)
+    params = fusion_parameters(flatten_params(overrides), args.fusion_params)
     return ReplayConfig(pipeline=build_config(args), fusion_params=params, topics=parse_topics(args.topics),
                         extrinsics=args.extrinsics, fixed_frame=args.fixed_frame,
                         score_map=not args.no_score_map, overlay=not args.no_overlay)
