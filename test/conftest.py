@@ -59,6 +59,16 @@ def rclpy_context():
     rclpy.try_shutdown(context=context)
 
 
+@pytest.fixture
+def probe(rclpy_context):
+    """A test-side rclpy node (s2m_ros.cli.probe.Probe): publishers, collectors, /diagnostics."""
+    from s2m_ros.cli.probe import Probe
+
+    p = Probe(rclpy_context)
+    yield p
+    p.close()
+
+
 class NodeProcess:
     """An installed node executable running in its own process; output captured to a file."""
 

@@ -10,18 +10,9 @@ import time
 
 import numpy as np
 import onnx
-import pytest
 from onnx import TensorProto, helper
 
-from s2m_ros.cli.probe import Probe
 from s2m_ros.core.synthetic import render_apron
-
-
-@pytest.fixture
-def probe(rclpy_context):
-    p = Probe(rclpy_context)
-    yield p
-    p.close()
 
 
 def _start(start_node, share, *extra):

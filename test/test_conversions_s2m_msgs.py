@@ -8,7 +8,6 @@ from geometry_msgs.msg import Quaternion
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from rclpy.serialization import deserialize_message, serialize_message
-from sensor_msgs.msg import Image
 
 from s2m_ros.conversions.errors import ConversionError
 from s2m_ros.conversions.image import numpy_to_image

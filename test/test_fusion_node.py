@@ -4,18 +4,10 @@ import numpy as np
 import pytest
 
 import fusion_scene as fs
-from s2m_ros.cli.probe import Probe
 
 PERIOD = 10 ** 8
 T0 = 200 * 10 ** 9
 BOX = ((10.0, 1.0), (0.6, 0.4, 0.5))
-
-
-@pytest.fixture
-def probe(rclpy_context):
-    p = Probe(rclpy_context)
-    yield p
-    p.close()
 
 
 def _start(start_node, share, *extra):

@@ -1,20 +1,12 @@
 """Real rclpy tests: the installed executables run as separate processes, talking over DDS on loopback."""
 import signal
 
-import numpy as np
 import pytest
 
-from s2m_ros.cli.probe import Probe, mask_array, synthetic_image, velodyne_like_cloud
+from s2m_ros.cli.probe import mask_array, synthetic_image, velodyne_like_cloud
 
 EXES = ("s2m_node", "fusion_node")
 PARAMS_FILE = {"s2m_node": "s2m.yaml", "fusion_node": "fusion.yaml"}
-
-
-@pytest.fixture
-def probe(rclpy_context):
-    p = Probe(rclpy_context)
-    yield p
-    p.close()
 
 
 def _start_with_yaml(start_node, share, exe, *extra):

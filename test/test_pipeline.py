@@ -1,5 +1,4 @@
 """S2MPipeline: configuration, profiles, model-file errors, and the weight-free profile end to end."""
-import dataclasses
 
 import numpy as np
 import pytest

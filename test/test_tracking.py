@@ -177,7 +177,7 @@ def test_moving_object_keeps_id_through_occlusion_by_prediction():
     tr = Tracker()
     v = np.array([5.0, 0.0, 0.0])
     for k in range(10):
-        out = tr.update(k * PERIOD_NS, [det(*(v * k * PERIOD_S + [0, 0, 0.5]))])
+        tr.update(k * PERIOD_NS, [det(*(v * k * PERIOD_S + [0, 0, 0.5]))])
     # occluded for 2 frames: the coasting output moves with the velocity
     for k in (10, 11):
         (t,) = tr.update(k * PERIOD_NS, [])
