@@ -200,14 +200,10 @@ def tf_message(transforms, stamp_ns):
 
 def static_transforms(msg):
     """[(parent, child, 4x4 parent<-child float64)] of a tf2_msgs/TFMessage (rclpy or rosbags flavour)."""
-    from s2m_ros.core.geometry import transform_matrix
+    from s2m_ros.conversions.transforms import transform_to_matrix
 
-    out = []
-    for t in msg.transforms:
-        tr, q = t.transform.translation, t.transform.rotation
-        out.append((str(t.header.frame_id), str(t.child_frame_id),
-                    transform_matrix((tr.x, tr.y, tr.z), (q.x, q.y, q.z, q.w))))
-    return out
+    return [(str(t.header.frame_id), str(t.child_frame_id), transform_to_matrix(t.transform))
+            for t in msg.transforms]
 
 
 def camera_info_msg(camera, stamp_ns, frame_id=None):

@@ -163,14 +163,6 @@ def configs_from_params(p):
         raise ParameterError(str(exc)) from None
 
 
-def _transform_to_matrix(transform):
-    """geometry_msgs/Transform -> 4x4."""
-    from s2m_ros.core.geometry import transform_matrix
-
-    t, q = transform.translation, transform.rotation
-    return transform_matrix((t.x, t.y, t.z), (q.x, q.y, q.z, q.w))
-
-
 def _make_node_class():
     from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus
     from rclpy.node import Node
@@ -269,10 +261,8 @@ def _make_node_class():
 
         def _on_odom(self, msg):
             self.stats.count("odometry_received")
-            p, q = msg.pose.pose.position, msg.pose.pose.orientation
             try:
-                reset = self.front.add_odometry(stamp_to_ns(msg.header.stamp), (p.x, p.y, p.z), (q.x, q.y, q.z, q.w),
-                                                msg.header.frame_id, msg.child_frame_id)
+                reset = self.front.add_odometry(msg)
             except ValueError as exc:
                 self.stats.error("bad_odometry", str(exc))
                 return
@@ -280,8 +270,7 @@ def _make_node_class():
                 self.stats.count("odometry_time_resets")
 
         def _on_tf_static(self, msg):
-            for error in self.front.add_static_transforms(
-                    (tf.header.frame_id, tf.child_frame_id, _transform_to_matrix(tf.transform)) for tf in msg.transforms):
+            for error in self.front.add_tf_message(msg):
                 self.stats.error("bad_tf_static", error)
             self.stats.set_info("tf_static_frames", " ".join(self.front.tf.frames))
 

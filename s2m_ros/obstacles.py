@@ -142,24 +142,28 @@ class ObstacleFrontEnd:
         self.fixed_frame_id = ""
         self.base_frame_id = ""
 
-    def add_static_transforms(self, transforms):
-        """(parent, child, 4x4) items of a /tf_static message; returns the error texts of refused ones."""
+    def add_tf_message(self, msg):
+        """Every transform of a tf2_msgs/TFMessage (``/tf_static``; rclpy or rosbags message), each on its
+        own: one with a degenerate quaternion or a cycle is refused and reported, the others are kept.
+        Returns the error texts."""
+        from s2m_ros.conversions.transforms import transform_to_matrix
+
         errors = []
-        for parent, child, T in transforms:
+        for t in msg.transforms:
             try:
-                self.tf.set(parent, child, T)
+                self.tf.set(t.header.frame_id, t.child_frame_id, transform_to_matrix(t.transform))
             except ValueError as exc:
-                errors.append(str(exc))
+                errors.append("%s -> %s: %s" % (t.header.frame_id, t.child_frame_id, exc))
         return errors
 
-    def add_odometry(self, stamp_ns, pose_xyz, quaternion_xyzw, frame_id, child_frame_id):
-        """One odometry pose (frame_id <- child_frame_id). Returns True when its stamp went backwards
-        (the pose buffer restarted). Raises ValueError for a degenerate quaternion."""
-        from s2m_ros.core.geometry import transform_matrix
+    def add_odometry(self, msg):
+        """A nav_msgs/Odometry pose (header.frame_id <- child_frame_id) at its header stamp. Returns True
+        when the stamp went backwards (the pose buffer restarted); ValueError for a degenerate quaternion."""
+        from s2m_ros.conversions.s2m_msgs import stamp_to_ns
+        from s2m_ros.conversions.transforms import pose_to_matrix
 
-        T = transform_matrix(pose_xyz, quaternion_xyzw)
-        reset = self.poses.add(stamp_ns, T)
-        self.fixed_frame_id, self.base_frame_id = frame_id, child_frame_id
+        reset = self.poses.add(stamp_to_ns(msg.header.stamp), pose_to_matrix(msg.pose.pose))
+        self.fixed_frame_id, self.base_frame_id = msg.header.frame_id, msg.child_frame_id
         return reset
 
     def _extrinsics(self, lidar_frame):

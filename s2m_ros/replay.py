@@ -21,7 +21,7 @@ from typing import Dict, List, Optional
 import numpy as np
 
 from s2m_ros import outputs
-from s2m_ros.bagio import BagError, BagReader, BagWriter, static_transforms
+from s2m_ros.bagio import BagError, BagReader, BagWriter
 from s2m_ros.conversions import ConversionError
 from s2m_ros.core.time_matching import NearestTimeMatcher
 from s2m_ros.diagnostics import NodeStats
@@ -77,7 +77,7 @@ class ReplaySummary:
     stage_ms: Dict[str, Dict[str, float]]  # stage -> {median, max}
     output_counts: Dict[str, int]
     frames: List[FusedFrame]
-    overlays: list  # (image_stamp_ns, bgr overlay) of every processed image when keep_overlays
+    overlays: list  # (image index, image_stamp_ns, bgr overlay) of the images run(keep_overlays=...) named
     seconds: float
     tracking_frame: str
     extrinsics: str
@@ -157,7 +157,9 @@ class Replayer:
         self.overlays = []
 
     # ------------------------------------------------------------------ main loop
-    def run(self, in_bag, out_bag, storage="mcap", force=False, show_progress=None, keep_overlays=False):
+    def run(self, in_bag, out_bag, storage="mcap", force=False, show_progress=None, keep_overlays=()):
+        """Replay ``in_bag`` into ``out_bag``. ``keep_overlays``: indices (0-based, in bag order) of the
+        images whose overlays the summary keeps in memory (for pictures; the bag gets every overlay)."""
         from s2m_ros.cli.common import progress
 
         t_start = time.perf_counter()
@@ -190,6 +192,7 @@ class Replayer:
             order = list(present.values())
             total = sum(reader.counts().get(t, 0) for t in order)
             self._stats_init()
+            self._keep_overlays = set(keep_overlays)
             with BagWriter(out_bag, storage=storage, force=force) as writer:
                 for topic in (outputs.MASKS, outputs.INSTANCE_IMAGE, outputs.OBSTACLES, outputs.MARKERS,
                               outputs.DIAGNOSTICS) + ((outputs.SCORE_MAP,) if self.config.score_map else ()) + (
@@ -202,10 +205,11 @@ class Replayer:
                                                      desc="replay %s" % os.path.basename(str(in_bag)),
                                                      enabled=show_progress):
                     self.clock.now_s = stamp_ns * 1e-9
-                    getattr(self, "_on_" + roles[topic])(stamp_ns, msg, keep_overlays)
+                    getattr(self, "_on_" + roles[topic])(stamp_ns, msg)
                     self._maybe_diagnostics(stamp_ns)
+                    last_ns = stamp_ns
                 if self._next_diag_ns is not None:
-                    self._write_diagnostics(self._last_ns)
+                    self._write_diagnostics(last_ns)
                 output_counts = {t: n for t, n in writer.counts.items()}
         counters = dict(self.camera_stats.counters)
         counters.update(self.fusion_stats.counters)
@@ -234,9 +238,8 @@ class Replayer:
     # ------------------------------------------------------------------ handlers
     def _write(self, topic, stamp_ns, msg):
         self.writer.write(_abs(topic), stamp_ns, msg)
-        self._last_ns = stamp_ns
 
-    def _on_camera_info(self, stamp_ns, msg, _keep):
+    def _on_camera_info(self, stamp_ns, msg):
         from s2m_ros.conversions.camera_info import camera_info_to_camera
 
         try:
@@ -244,25 +247,22 @@ class Replayer:
         except ConversionError as exc:
             self.fusion_stats.error("bad_camera_info", str(exc))
 
-    def _on_tf_static(self, stamp_ns, msg, _keep):
-        for error in self.front.add_static_transforms(static_transforms(msg)):
+    def _on_tf_static(self, stamp_ns, msg):
+        for error in self.front.add_tf_message(msg):
             self.fusion_stats.error("bad_tf_static", error)
 
-    def _on_odom(self, stamp_ns, msg, _keep):
-        from s2m_ros.conversions.s2m_msgs import stamp_to_ns
-
-        p, q = msg.pose.pose.position, msg.pose.pose.orientation
+    def _on_odom(self, stamp_ns, msg):
         try:
-            self.front.add_odometry(stamp_to_ns(msg.header.stamp), (p.x, p.y, p.z), (q.x, q.y, q.z, q.w),
-                                    msg.header.frame_id, msg.child_frame_id)
+            self.front.add_odometry(msg)
         except ValueError as exc:
             self.fusion_stats.error("bad_odometry", str(exc))
 
-    def _on_image(self, stamp_ns, msg, keep_overlays):
+    def _on_image(self, stamp_ns, msg):
         from s2m_ros.conversions.image import compressed_to_bgr8, image_to_bgr8
         from s2m_ros.conversions.s2m_msgs import stamp_to_ns
 
         st = self.camera_stats
+        index = st.counters["images"]
         st.count("images")
         st.tick("input")
         t0 = time.perf_counter()
@@ -279,10 +279,11 @@ class Replayer:
             return
         fm = res.frame_masks(stamp_to_ns(msg.header.stamp), msg.header.frame_id)
         fm.stage_ms = dict(decode=decode_ms, **fm.stage_ms)
+        keep = index in self._keep_overlays
         msgs = outputs.camera_messages(res, bgr, fm, score_map=self.config.score_map,
-                                       overlay=self.config.overlay or keep_overlays)
-        if keep_overlays:
-            self.overlays.append((fm.stamp_ns, _image_array(msgs[outputs.OVERLAY])))
+                                       overlay=self.config.overlay or keep)
+        if keep:
+            self.overlays.append((index, fm.stamp_ns, _image_array(msgs[outputs.OVERLAY])))
         for topic, out in msgs.items():
             if topic != outputs.OVERLAY or self.config.overlay:
                 self._write(topic, stamp_ns, out)
@@ -294,7 +295,7 @@ class Replayer:
         if match is not None:
             self._fuse(stamp_ns, match)
 
-    def _on_cloud(self, stamp_ns, msg, _keep):
+    def _on_cloud(self, stamp_ns, msg):
         from s2m_ros.conversions.pointcloud import cloud_to_xyz
         from s2m_ros.conversions.s2m_msgs import stamp_to_ns
 

@@ -199,6 +199,10 @@ def test_extrinsics_from_tf_static(start_node, share, probe):
     latched = QoSProfile(history=HistoryPolicy.KEEP_LAST, depth=1, reliability=ReliabilityPolicy.RELIABLE,
                          durability=DurabilityPolicy.TRANSIENT_LOCAL)
     tf_pub = probe.node.create_publisher(TFMessage, "/tf_static", latched)
+    broken = tf_message([("base_link", "radar", T_base_lidar)], T0)
+    broken.transforms[0].transform.rotation.w = 0.0  # zero quaternion: refused and counted, node keeps running
+    tf_pub.publish(broken)
+    assert probe.spin_until(lambda: probe.counter("fusion_node", "bad_tf_static") >= 1)
     msg = tf_message([("base_link", "lidar", T_base_lidar), ("base_link", "camera", T_base_camera)], T0)
     assert isinstance(msg, TFMessage)
     tf_pub.publish(msg)

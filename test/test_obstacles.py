@@ -212,3 +212,21 @@ def test_mask_at_the_horizon_has_no_position_instead_of_one_hundreds_of_metres_a
                                       fs.T_CL, T0)
     assert all(not np.isfinite(d.center).any() for d in step.fusion.obstacles)
     assert step.tracks == []
+
+
+def test_front_end_keeps_good_transforms_of_a_tf_message_with_a_degenerate_one():
+    from s2m_ros.bagio import tf_message
+    from s2m_ros.fusion_node import PARAMS
+    from s2m_ros.obstacles import ObstacleFrontEnd
+    from s2m_ros.params import defaults
+
+    front = ObstacleFrontEnd(defaults(PARAMS), use_tf_static=True)
+    msg = tf_message([("base_link", "lidar", np.eye(4)), ("base_link", "camera", np.linalg.inv(fs.T_CL))], T0)
+    bad = msg.transforms[0].transform.rotation
+    bad.x = bad.y = bad.z = bad.w = 0.0  # a zero quaternion in base_link -> lidar
+    errors = front.add_tf_message(msg)
+    assert len(errors) == 1 and errors[0].startswith("base_link -> lidar:") and "zero" in errors[0]
+    assert front.tf.frames == ["base_link", "camera"]
+    # the next message with a good transform completes the tree
+    front.add_tf_message(tf_message([("base_link", "lidar", np.eye(4))], T0))
+    np.testing.assert_allclose(front.tf.lookup("camera", "lidar"), fs.T_CL, atol=1e-12)

@@ -29,7 +29,7 @@ def bags(tmp_path_factory):
 @pytest.fixture(scope="module")
 def first(bags):
     out = bags["root"] / "out1"
-    return Replayer().run(bags["mcap"], out, show_progress=False), out
+    return Replayer().run(bags["mcap"], out, show_progress=False, keep_overlays=[0, 5]), out
 
 
 def test_replay_confirms_planted_objects_where_they_are(bags, first):
@@ -57,6 +57,8 @@ def test_replay_confirms_planted_objects_where_they_are(bags, first):
     assert counts["/ood/score_map"] == FRAMES
     assert counts["/obstacles"] == counts["/obstacle_markers"] == c["fused"]
     assert counts["/diagnostics"] >= 1
+    # only the overlays asked for are kept in memory (the bag has all of them)
+    assert [(i, img.shape) for i, _, img in summary.overlays] == [(0, (360, 640, 3)), (5, (360, 640, 3))]
 
 
 def _content(bag):
