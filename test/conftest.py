@@ -6,6 +6,13 @@ import subprocess
 import time
 
 import pytest
+from hypothesis import settings
+
+# CI (a clean clone, CI=true): derandomized property tests, so a landing never depends on the draw;
+# elsewhere hypothesis explores new examples each run and remembers failures in .hypothesis/.
+settings.register_profile("ci", derandomize=True, database=None, print_blob=True)
+if os.environ.get("CI"):
+    settings.load_profile("ci")
 
 # Loopback only, and a domain of our own so parallel sessions never see each other.
 os.environ["ROS_AUTOMATIC_DISCOVERY_RANGE"] = "LOCALHOST"

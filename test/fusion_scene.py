@@ -9,10 +9,10 @@ import cv2
 import numpy as np
 from scipy.spatial.transform import Rotation
 
-from s2m_ros.core.camera import PinholeCamera
-from s2m_ros.core.fusion import project_points
-from s2m_ros.core.geometry import transform_points
-from s2m_ros.core.types import FrameMasks, InstanceMask
+from s2m_ros.obstacles.camera import PinholeCamera
+from s2m_ros.obstacles.fusion import project_points
+from s2m_ros.obstacles.geometry import transform_points
+from s2m_ros.types import FrameMasks, InstanceMask
 
 W, H = 640, 360
 K = np.array([[400.0, 0.0, 320.0], [0.0, 400.0, 180.0], [0.0, 0.0, 1.0]])

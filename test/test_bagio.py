@@ -1,4 +1,4 @@
-"""rosbag2 bag I/O (s2m_ros.bagio): write + read round trips in MCAP and sqlite3, errors, scenario bags.
+"""rosbag2 bag I/O (s2m_ros.bags.storage): write + read round trips in MCAP and sqlite3, errors, scenario bags.
 
 Messages are serialised by rclpy and stored by rosbags; what is read back must be byte-identical
 (same CDR) and decode to the same arrays through the project's conversions.
@@ -16,13 +16,13 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
 
-from s2m_ros import bagio
-from s2m_ros.bagio import BagError, BagReader, BagWriter
-from s2m_ros.conversions.image import image_to_numpy, numpy_to_image
-from s2m_ros.conversions.pointcloud import cloud_to_structured, structured_to_cloud
-from s2m_ros.conversions.s2m_msgs import make_header, stamp_to_ns
-from s2m_ros.core.camera import PinholeCamera
-from s2m_ros.core.geometry import transform_matrix
+from s2m_ros.bags import storage as bagio
+from s2m_ros.bags.storage import BagError, BagReader, BagWriter
+from s2m_ros.ros.conversions.image import image_to_numpy, numpy_to_image
+from s2m_ros.ros.conversions.pointcloud import cloud_to_structured, structured_to_cloud
+from s2m_ros.ros.conversions.s2m_msgs import make_header, stamp_to_ns
+from s2m_ros.obstacles.camera import PinholeCamera
+from s2m_ros.obstacles.geometry import transform_matrix
 
 T0 = 1_700_000_000 * 10**9
 MS = 1_000_000
@@ -51,8 +51,8 @@ def _camera(width=64, height=48):
 
 def _messages():
     """(topic, stamp_ns, message) of every type the project bags carry, incl. the s2m_ros messages."""
-    from s2m_ros.conversions.s2m_msgs import frame_masks_to_msg, obstacle_frame_to_msg
-    from s2m_ros.core.types import FrameMasks, InstanceMask, Obstacle3D, ObstacleFrame
+    from s2m_ros.ros.conversions.s2m_msgs import frame_masks_to_msg, obstacle_frame_to_msg
+    from s2m_ros.types import FrameMasks, InstanceMask, Obstacle3D, ObstacleFrame
 
     rng = np.random.default_rng(3)
     img = rng.integers(0, 256, size=(48, 64, 3), dtype=np.uint8)
@@ -122,7 +122,7 @@ def test_round_trip_every_message_type(tmp_path, storage, s2m_msgs):
     assert [p[:2] for p in bagio.static_transforms(read[0][2])] == [("base_link", "lidar"), ("base_link", "cam")]
     np.testing.assert_allclose(bagio.static_transforms(read[0][2])[0][2], _pose(1.2, 0.0, 1.5, 0.1, 0.05, -0.02),
                                atol=1e-12)
-    from s2m_ros.conversions.s2m_msgs import msg_to_frame_masks
+    from s2m_ros.ros.conversions.s2m_msgs import msg_to_frame_masks
 
     back = msg_to_frame_masks(read[3][2])
     np.testing.assert_array_equal(back.masks[0].mask, msg_to_frame_masks(written[3][2]).masks[0].mask)
@@ -168,7 +168,7 @@ def _clouds(draw):
 @st.composite
 def _images(draw):
     encoding = draw(st.sampled_from(["bgr8", "mono8", "mono16", "32FC1", "rgba8"]))
-    from s2m_ros.conversions.image import ENCODINGS
+    from s2m_ros.ros.conversions.image import ENCODINGS
 
     dtype, channels = ENCODINGS[encoding]
     h, w = draw(st.integers(1, 12)), draw(st.integers(1, 12))
@@ -442,7 +442,7 @@ class FakeFrame:
 
 @dataclass
 class FakeScenario:
-    """The scenario contract's fields that the bag writer reads (s2m_ros.core.scenario.Scenario)."""
+    """The scenario contract's fields that the bag writer reads (s2m_ros.sim.scenario.Scenario)."""
 
     lidar_offset_ns: int = 20 * MS
     config: FakeConfig = field(default_factory=FakeConfig)
@@ -503,7 +503,7 @@ def test_write_scenario_bag_layout(tmp_path, storage, lidar_offset_ms):
         np.testing.assert_array_equal(image_to_numpy(image), frame.image)
         stamp, info = by_topic["/camera/camera_info"][i]
         assert stamp == stamp_to_ns(info.header.stamp) == frame.stamp_ns and info.header.frame_id == cam
-        from s2m_ros.conversions.camera_info import camera_info_to_camera
+        from s2m_ros.ros.conversions.camera_info import camera_info_to_camera
 
         back = camera_info_to_camera(info)
         np.testing.assert_array_equal(back.K, scenario.camera.K)
@@ -540,7 +540,7 @@ def test_write_scenario_bag_refuses_an_existing_output_before_generating(tmp_pat
 
 
 def test_scenario_bag_from_the_real_scenario_module(tmp_path):
-    sc = pytest.importorskip("s2m_ros.core.scenario", reason="s2m_ros/core/scenario.py not written yet")
+    sc = pytest.importorskip("s2m_ros.sim.scenario", reason="s2m_ros/sim/scenario.py not written yet")
     scenario = sc.make_scenario(sc.ScenarioConfig(seed=1, frames=2))
     frames = list(scenario.frames())
     summary = bagio.write_scenario_bag(scenario, tmp_path / "b", storage="sqlite3", show_progress=False)
@@ -559,7 +559,7 @@ def test_scenario_bag_from_the_real_scenario_module(tmp_path):
 
 
 def test_scenario_cli(tmp_path, capsys):
-    pytest.importorskip("s2m_ros.core.scenario", reason="s2m_ros/core/scenario.py not written yet")
+    pytest.importorskip("s2m_ros.sim.scenario", reason="s2m_ros/sim/scenario.py not written yet")
     from s2m_ros.cli import scenario as cli
 
     out = tmp_path / "drive"

@@ -12,7 +12,7 @@ import numpy as np
 import onnx
 from onnx import TensorProto, helper
 
-from s2m_ros.core.synthetic import render_apron
+from s2m_ros.sim.still import render_apron
 
 
 def _start(start_node, share, *extra):
@@ -37,20 +37,20 @@ class Outputs:
         probe.node.create_subscription(Image, "/ood/overlay", self.overlays.append, qos)
 
     def _on_masks(self, msg):
-        from s2m_ros.conversions.s2m_msgs import stamp_to_ns
+        from s2m_ros.ros.conversions.s2m_msgs import stamp_to_ns
 
         self.masks.append(msg)
         self.arrival[stamp_to_ns(msg.header.stamp)] = time.monotonic()
 
     def stamps(self):
-        from s2m_ros.conversions.s2m_msgs import stamp_to_ns
+        from s2m_ros.ros.conversions.s2m_msgs import stamp_to_ns
 
         return [stamp_to_ns(m.header.stamp) for m in self.masks]
 
 
 def _image_msg(bgr, stamp_ns, frame_id="cam"):
-    from s2m_ros.conversions.image import numpy_to_image
-    from s2m_ros.conversions.s2m_msgs import make_header
+    from s2m_ros.ros.conversions.image import numpy_to_image
+    from s2m_ros.ros.conversions.s2m_msgs import make_header
 
     return numpy_to_image(bgr, "bgr8", header=make_header(stamp_ns, frame_id))
 
@@ -70,8 +70,8 @@ def _publish_until_output(probe, pub, msg, outputs, stamp_ns, timeout=30.0):
 def test_planted_object_comes_back_as_a_mask_with_the_same_stamp(start_node, share, probe):
     from sensor_msgs.msg import Image
 
-    from s2m_ros.conversions.image import image_to_numpy
-    from s2m_ros.conversions.s2m_msgs import msg_to_frame_masks
+    from s2m_ros.ros.conversions.image import image_to_numpy
+    from s2m_ros.ros.conversions.s2m_msgs import msg_to_frame_masks
 
     _start(start_node, share)
     out = Outputs(probe)

@@ -8,11 +8,11 @@ import numpy as np
 import pytest
 
 from s2m_ros.cli import main as cli_main
-from s2m_ros.cli.common import iter_image_paths, read_image, write_json
+from s2m_ros.files import iter_image_paths, read_image, write_json
 from s2m_ros.cli.segment import set_dotted
-from s2m_ros.core.overlay import draw_overlay, score_heatmap
-from s2m_ros.core.prompts import Prompt
-from s2m_ros.core.types import InstanceMask
+from s2m_ros.segmentation.overlay import draw_overlay, score_heatmap
+from s2m_ros.segmentation.prompts import Prompt
+from s2m_ros.types import InstanceMask
 
 
 def test_dispatcher_help_and_unknown(capsys):

@@ -3,8 +3,8 @@ import numpy as np
 import pytest
 from sensor_msgs.msg import CameraInfo
 
-from s2m_ros.conversions import ConversionError
-from s2m_ros.conversions.camera_info import camera_info_to_camera
+from s2m_ros.ros.conversions import ConversionError
+from s2m_ros.ros.conversions.camera_info import camera_info_to_camera
 
 
 def _info(**kw):

@@ -1,4 +1,4 @@
-"""sensor_msgs/Image and CompressedImage <-> numpy (s2m_ros.conversions.image)."""
+"""sensor_msgs/Image and CompressedImage <-> numpy (s2m_ros.ros.conversions.image)."""
 import zlib
 
 import numpy as np
@@ -10,8 +10,8 @@ from sensor_msgs.msg import CompressedImage, Image
 from std_msgs.msg import Header
 from builtin_interfaces.msg import Time
 
-from s2m_ros.conversions.errors import ConversionError
-from s2m_ros.conversions.image import (
+from s2m_ros.ros.conversions.errors import ConversionError
+from s2m_ros.ros.conversions.image import (
     ENCODINGS,
     compressed_to_bgr8,
     compressed_to_numpy,

@@ -1,4 +1,4 @@
-"""sensor_msgs/PointCloud2 <-> numpy (s2m_ros.conversions.pointcloud)."""
+"""sensor_msgs/PointCloud2 <-> numpy (s2m_ros.ros.conversions.pointcloud)."""
 import struct
 
 import numpy as np
@@ -10,8 +10,8 @@ from rclpy.serialization import deserialize_message, serialize_message
 from sensor_msgs.msg import PointCloud2, PointField
 from std_msgs.msg import Header
 
-from s2m_ros.conversions.errors import ConversionError
-from s2m_ros.conversions.pointcloud import (
+from s2m_ros.ros.conversions.errors import ConversionError
+from s2m_ros.ros.conversions.pointcloud import (
     DATATYPES,
     cloud_dtype,
     cloud_to_structured,

@@ -9,9 +9,9 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from rclpy.serialization import deserialize_message, serialize_message
 
-from s2m_ros.conversions.errors import ConversionError
-from s2m_ros.conversions.image import numpy_to_image
-from s2m_ros.conversions.s2m_msgs import (
+from s2m_ros.ros.conversions.errors import ConversionError
+from s2m_ros.ros.conversions.image import numpy_to_image
+from s2m_ros.ros.conversions.s2m_msgs import (
     frame_masks_to_msg,
     make_header,
     msg_to_frame_masks,
@@ -20,7 +20,7 @@ from s2m_ros.conversions.s2m_msgs import (
     obstacle_frame_to_msg,
     stamp_to_ns,
 )
-from s2m_ros.core.types import FrameMasks, InstanceMask, Obstacle3D, ObstacleFrame, box_from_mask
+from s2m_ros.types import FrameMasks, InstanceMask, Obstacle3D, ObstacleFrame, box_from_mask
 from s2m_ros.msg import ObstacleArray, OodMaskArray
 
 NS = 1_000_000_000

@@ -6,10 +6,10 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from s2m_ros.core.geometry import (extrinsics_from_params, quaternion_to_matrix, rigid_matrix_problem,
+from s2m_ros.obstacles.geometry import (extrinsics_from_params, quaternion_to_matrix, rigid_matrix_problem,
                                    transform_matrix, transform_points)
-from s2m_ros.core.time_matching import NO_CLOUD_YET, PENDING, TOO_OLD, GAP, MATCHED, NearestTimeMatcher
-from s2m_ros.diagnostics import NodeStats, RateMeter
+from s2m_ros.obstacles.time_matching import NO_CLOUD_YET, PENDING, TOO_OLD, GAP, MATCHED, NearestTimeMatcher
+from s2m_ros.ros.diagnostics import NodeStats, RateMeter
 
 MS = 10**6
 

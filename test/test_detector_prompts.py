@@ -6,9 +6,9 @@ import onnx
 import pytest
 from onnx import TensorProto, helper
 
-from s2m_ros.core.prompts import LevelSetPromptGenerator, Prompt, scale_prompts
+from s2m_ros.segmentation.prompts import LevelSetPromptGenerator, Prompt, scale_prompts
 from s2m_ros.inference.backend import ModelFileError
-from s2m_ros.inference.detector_prompts import (DetectorConfig, OnnxDetectorPromptGenerator,
+from s2m_ros.segmentation.detector_prompts import (DetectorConfig, OnnxDetectorPromptGenerator,
                                                decode_boxes, render_map)
 
 BOXES = [[8, 8, 24, 24], [9, 9, 25, 25], [40, 40, 50, 60], [0, 0, 5, 5]]

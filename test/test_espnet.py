@@ -20,12 +20,12 @@ torch = pytest.importorskip("torch")
 pytest.importorskip("onnx")
 pytest.importorskip("onnxruntime")
 
-from s2m_ros.core.scores import score_from_logits  # noqa: E402
+from s2m_ros.segmentation.scores import score_from_logits  # noqa: E402
 from s2m_ros.export import segnet  # noqa: E402
 from s2m_ros.export.espnet import ESPNet, load_espnet, load_state  # noqa: E402
 from s2m_ros.export.espnetv2 import ESPNetv2, adaptive_avg_pool2d, branch_dilations, load_espnetv2  # noqa: E402
 from s2m_ros.inference.backend import ModelFileError  # noqa: E402
-from s2m_ros.inference.scorer import (PRESETS, ModelScorer, NonFiniteOutputError, ScorerConfig,  # noqa: E402
+from s2m_ros.segmentation.model_scorer import (PRESETS, ModelScorer, NonFiniteOutputError, ScorerConfig,  # noqa: E402
                                       ScorerConfigError, config_for_model, prepare_input, resize_score)
 
 WEIGHTS = {

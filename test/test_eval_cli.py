@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from s2m_ros.cli import eval as eval_cli
-from s2m_ros.core.synthetic import render_apron
+from s2m_ros.sim.still import render_apron
 
 
 @pytest.fixture(scope="module")

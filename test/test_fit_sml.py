@@ -6,7 +6,7 @@ import pytest
 from onnx import TensorProto, helper
 
 from s2m_ros.cli import fit_sml
-from s2m_ros.core.scores import SMLStats
+from s2m_ros.segmentation.scores import SMLStats
 
 
 def _identity_logits(path):

@@ -1,4 +1,4 @@
-"""Tests of the ROS-free mask + LiDAR fusion core (s2m_ros.core.fusion)."""
+"""Tests of the ROS-free mask + LiDAR fusion core (s2m_ros.obstacles.fusion)."""
 import math
 
 import cv2
@@ -6,11 +6,11 @@ import numpy as np
 import pytest
 from hypothesis import given, settings, strategies as st
 
-from s2m_ros.core import fusion
-from s2m_ros.core.camera import PinholeCamera
-from s2m_ros.core.fusion import FusionConfig, fit_ground_plane, fuse, project_points
-from s2m_ros.core.geometry import transform_points
-from s2m_ros.core.types import FrameMasks, InstanceMask
+from s2m_ros.obstacles import fusion
+from s2m_ros.obstacles.camera import PinholeCamera
+from s2m_ros.obstacles.fusion import FusionConfig, fit_ground_plane, fuse, project_points
+from s2m_ros.obstacles.geometry import transform_points
+from s2m_ros.types import FrameMasks, InstanceMask
 
 W, H = 1280, 720
 K = np.array([[600.0, 0, 640], [0, 600, 360], [0, 0, 1]])

@@ -43,15 +43,15 @@ class Feed:
     def camera_info(self, width=fs.W, height=fs.H):
         from sensor_msgs.msg import CameraInfo
 
-        from s2m_ros.conversions.s2m_msgs import make_header
+        from s2m_ros.ros.conversions.s2m_msgs import make_header
 
         msg = CameraInfo(header=make_header(T0, "camera"), width=width, height=height, distortion_model="plumb_bob",
                          d=[0.0] * 5, k=[float(v) for v in fs.K.ravel()])
         assert self.probe.publish_until(self.info, msg, "fusion_node", "camera_info_received", 1)
 
     def frame(self, stamp_ns, boxes, masks=None, points=None, mask_size=(fs.W, fs.H)):
-        from s2m_ros.conversions.pointcloud import xyz_to_cloud
-        from s2m_ros.conversions.s2m_msgs import frame_masks_to_msg, make_header
+        from s2m_ros.ros.conversions.pointcloud import xyz_to_cloud
+        from s2m_ros.ros.conversions.s2m_msgs import frame_masks_to_msg, make_header
 
         pts = fs.cloud(boxes, seed=stamp_ns % 997) if points is None else points
         self.cloud.publish(xyz_to_cloud(pts, header=make_header(stamp_ns, "lidar")))
@@ -64,7 +64,7 @@ class Feed:
     def odometry(self, stamp_ns, x):
         from nav_msgs.msg import Odometry
 
-        from s2m_ros.conversions.s2m_msgs import make_header
+        from s2m_ros.ros.conversions.s2m_msgs import make_header
 
         msg = Odometry(header=make_header(stamp_ns, "map"), child_frame_id="base_link")
         msg.pose.pose.position.x = float(x)
@@ -75,7 +75,7 @@ class Feed:
 def test_masks_and_cloud_become_a_confirmed_obstacle_with_markers_then_vanish(start_node, share, probe):
     from visualization_msgs.msg import Marker
 
-    from s2m_ros.conversions.s2m_msgs import msg_to_obstacle_frame
+    from s2m_ros.ros.conversions.s2m_msgs import msg_to_obstacle_frame
 
     proc = _start(start_node, share)
     feed = Feed(probe)
@@ -112,7 +112,7 @@ def test_masks_and_cloud_become_a_confirmed_obstacle_with_markers_then_vanish(st
 
 
 def test_fixed_frame_from_odometry_keeps_a_static_obstacle_still(start_node, share, probe):
-    from s2m_ros.conversions.s2m_msgs import msg_to_obstacle_frame
+    from s2m_ros.ros.conversions.s2m_msgs import msg_to_obstacle_frame
 
     _start(start_node, share, "-p", "fixed_frame.enabled:=true")
     feed = Feed(probe)
@@ -162,7 +162,7 @@ def test_bad_input_is_reported_and_the_node_keeps_fusing(start_node, share, prob
     # masks stamped before the last fused cloud (reordered): skipped, tracks kept
     feed.frame(T0 + 6 * PERIOD, [BOX])
     assert probe.spin_until(lambda: probe.counter("fusion_node", "fused") >= 6)
-    from s2m_ros.conversions.s2m_msgs import frame_masks_to_msg
+    from s2m_ros.ros.conversions.s2m_msgs import frame_masks_to_msg
 
     feed.masks.publish(frame_masks_to_msg(fs.frame_masks(T0 + 5 * PERIOD + 10 ** 7, [fs.mask_for(*BOX, 1)])))
     assert probe.spin_until(lambda: probe.counter("fusion_node", "skipped_out_of_order") >= 1)
@@ -181,9 +181,9 @@ def test_extrinsics_from_tf_static(start_node, share, probe):
     from rclpy.qos import DurabilityPolicy, HistoryPolicy, QoSProfile, ReliabilityPolicy
     from tf2_msgs.msg import TFMessage
 
-    from s2m_ros.bagio import tf_message
-    from s2m_ros.conversions.s2m_msgs import msg_to_obstacle_frame
-    from s2m_ros.core.geometry import transform_matrix
+    from s2m_ros.bags.storage import tf_message
+    from s2m_ros.ros.conversions.s2m_msgs import msg_to_obstacle_frame
+    from s2m_ros.obstacles.geometry import transform_matrix
 
     proc = start_node("fusion_node", "--ros-args", "--params-file", str(share / "config" / "fusion.yaml"),
                       "-p", "diagnostics.period_s:=0.2", "-p", "extrinsics.source:=tf_static")

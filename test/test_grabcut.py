@@ -1,15 +1,15 @@
-"""GrabCut segmenter (s2m_ros.core.grabcut): box prompts on rendered apron scenes, determinism, edge cases."""
+"""GrabCut segmenter (s2m_ros.segmentation.grabcut): box prompts on rendered apron scenes, determinism, edge cases."""
 import cv2
 import numpy as np
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from s2m_ros.core.grabcut import GrabCutConfig, GrabCutSegmenter
-from s2m_ros.core.prompts import Prompt
-from s2m_ros.core.segmentation import Segment
-from s2m_ros.core.surface import SurfaceScorer
-from s2m_ros.core.synthetic import KINDS, render_apron
+from s2m_ros.segmentation.grabcut import GrabCutConfig, GrabCutSegmenter
+from s2m_ros.segmentation.prompts import Prompt
+from s2m_ros.segmentation.segmenter import Segment
+from s2m_ros.segmentation.surface import SurfaceScorer
+from s2m_ros.sim.still import KINDS, render_apron
 
 W, H = 1280, 720
 BIG = ("chock", "cone", "suitcase", "hose")

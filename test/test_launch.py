@@ -65,11 +65,11 @@ def test_every_launch_argument_is_described_and_used(launch, share):
 
 
 def test_params_files_match_declared_parameters(launch, share):
-    from s2m_ros.params import validate_all
+    from s2m_ros.ros.params import validate_all
 
     _, nodes = parse(launch, _find_pkg_share(share))
     for node in nodes:
-        module = importlib.import_module("s2m_ros." + node["exec"])
+        module = importlib.import_module("s2m_ros.ros." + node["exec"])
         declared = {s.name: s.default for s in module.PARAMS}
         assert node["params_files"], "%s gets no params file" % node["exec"]
         for path in node["params_files"]:
@@ -84,7 +84,7 @@ def test_params_files_match_declared_parameters(launch, share):
 def test_remappings_name_topics_the_nodes_use(launch, share):
     _, nodes = parse(launch, _find_pkg_share(share))
     for node in nodes:
-        module = importlib.import_module("s2m_ros." + node["exec"])
+        module = importlib.import_module("s2m_ros.ros." + node["exec"])
         topics = {t[0] for t in module.TOPICS}
         for src, dst in node["remaps"]:
             assert src in topics, "%s remaps %r, which it does not use" % (node["exec"], src)

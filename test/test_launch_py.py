@@ -342,7 +342,7 @@ def launched_topics(overrides=None):
     for node in nodes:
         if node["pkg"] != "s2m_ros":
             continue
-        module = importlib.import_module("s2m_ros." + node["exec"])
+        module = importlib.import_module("s2m_ros.ros." + node["exec"])
         remaps = dict(node["remaps"])
         ns = "/" + node["namespace"].strip("/") if node["namespace"].strip("/") else ""
         for name, direction, msg_type, _ in module.TOPICS:

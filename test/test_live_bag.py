@@ -46,8 +46,8 @@ def _floats(values):
 
 
 def _write_bag(path):
-    from s2m_ros.bagio import write_scenario_bag
-    from s2m_ros.core.scenario import ScenarioConfig, make_scenario
+    from s2m_ros.bags.storage import write_scenario_bag
+    from s2m_ros.sim.scenario import ScenarioConfig, make_scenario
 
     scenario = make_scenario(ScenarioConfig(seed=SEED, frames=FRAMES))
     summary = write_scenario_bag(scenario, path, storage="mcap", show_progress=False)
@@ -57,7 +57,7 @@ def _write_bag(path):
 
 
 def _start_nodes(start_node, share, scenario):
-    from s2m_ros.bagio import matrix_to_quaternion
+    from s2m_ros.bags.storage import matrix_to_quaternion
 
     camera = start_node("s2m_node", "--ros-args", "--params-file", str(share / "config" / "s2m.yaml"),
                         "-p", "profile:=surface+grabcut", "-p", "diagnostics.period_s:=0.2",
@@ -78,7 +78,7 @@ def _start_nodes(start_node, share, scenario):
 
 def _tracks(obstacle_msgs):
     """{track id: [(x, y, confirmed), ...]} over every ObstacleArray, and the set of frame ids."""
-    from s2m_ros.conversions.s2m_msgs import msg_to_obstacle_frame
+    from s2m_ros.ros.conversions.s2m_msgs import msg_to_obstacle_frame
 
     tracks, frames = {}, set()
     for msg in obstacle_msgs:
@@ -124,7 +124,7 @@ def _all_fused(probe, masks, obstacles):
 
 
 def test_bag_player_and_both_nodes_produce_obstacles_on_the_truth(tmp_path, start_node, share, probe):
-    from s2m_ros.conversions.s2m_msgs import stamp_to_ns
+    from s2m_ros.ros.conversions.s2m_msgs import stamp_to_ns
     from s2m_ros.msg import ObstacleArray, OodMaskArray
 
     scenario, cam_stamps, lidar_stamps = _write_bag(tmp_path / "bag")

@@ -1,4 +1,4 @@
-"""s2m_ros.conversions.markers: ObstacleFrame -> visualization_msgs/MarkerArray for RViz."""
+"""s2m_ros.ros.conversions.markers: ObstacleFrame -> visualization_msgs/MarkerArray for RViz."""
 import math
 
 import numpy as np
@@ -9,10 +9,10 @@ from hypothesis import strategies as st
 pytest.importorskip("visualization_msgs.msg", reason="ROS 2 message packages are not importable")
 from visualization_msgs.msg import Marker  # noqa: E402
 
-from s2m_ros.conversions.markers import (CONFIRMED_RGBA, LOW_SUPPORT_RGBA, MIN_ARROW_SPEED, MIN_BOX,  # noqa: E402
+from s2m_ros.ros.conversions.markers import (CONFIRMED_RGBA, LOW_SUPPORT_RGBA, MIN_ARROW_SPEED, MIN_BOX,  # noqa: E402
                                          NAMESPACES, TENTATIVE_RGBA, TEXT_RGBA, MarkerBuilder, label_text,
                                          marker_id)
-from s2m_ros.core.types import Obstacle3D, ObstacleFrame  # noqa: E402
+from s2m_ros.types import Obstacle3D, ObstacleFrame  # noqa: E402
 
 STAMP = 1_700_000_000_123_456_789
 

@@ -1,4 +1,4 @@
-"""Metrics of `s2m eval` (s2m_ros.core.metrics): hand-computed cases, brute force, properties.
+"""Metrics of `s2m eval` (s2m_ros.eval.metrics): hand-computed cases, brute force, properties.
 
 Pixel level (AUROC / AP / FPR95): hand-worked values (the first case is the example from
 scikit-learn's documentation), a brute-force per-threshold implementation, and scikit-learn
@@ -16,7 +16,7 @@ from scipy import ndimage
 from sklearn.metrics import (average_precision_score, f1_score, jaccard_score, precision_recall_curve,
                              roc_auc_score)
 
-from s2m_ros.core.metrics import (S2M_THRESHOLDS, SMIYC_THRESHOLDS, ComponentAccumulator, EvalAccumulator,
+from s2m_ros.eval.metrics import (S2M_THRESHOLDS, SMIYC_THRESHOLDS, ComponentAccumulator, EvalAccumulator,
                                   InstanceAccumulator, PixelMetricAccumulator, S2MCurveAccumulator,
                                   component_stats, flatten_metrics, instance_stats, label_components,
                                   pixel_metrics, s2m_image_counts)

@@ -17,10 +17,10 @@ from hypothesis import strategies as st
 torch = pytest.importorskip("torch")
 pytest.importorskip("onnxruntime")
 
-from s2m_ros.core.prompts import Prompt  # noqa: E402
+from s2m_ros.segmentation.prompts import Prompt  # noqa: E402
 from s2m_ros.export import mobilesam as ex  # noqa: E402
 from s2m_ros.export.torch_compat import ensure_torchvision, import_mobile_sam  # noqa: E402
-from s2m_ros.inference import mobilesam as rt  # noqa: E402
+from s2m_ros.segmentation import mobilesam as rt  # noqa: E402
 from s2m_ros.inference.backend import ModelFileError  # noqa: E402
 
 TOL = 1e-4
@@ -228,7 +228,8 @@ def test_roi_upsampling_equals_sam_postprocess_cropped(exported, size, seed, box
     up = rt.MaskUpsampler()
     full = up.full_logits(low[0, 0], (h, w))
     assert full.shape == (h, w)
-    assert np.abs(full - ref).max() < TOL  # float32 rounding of the interpolation weights
+    # float32 rounding of two chained interpolations: relative to the logits' magnitude (standard normal, up to ~5)
+    assert np.abs(full - ref).max() < TOL * max(1.0, float(np.abs(ref).max()))
     bx, by = int(box[0] * (w - 1)), int(box[1] * (h - 1))
     bw, bh = 1 + int(box[2] * (w - bx - 1)), 1 + int(box[3] * (h - by - 1))
     x, y, rw, rh = rt.roi_for_box((bx, by, bw, bh), (h, w), margin, 4)

@@ -19,7 +19,7 @@ def _start_with_yaml(start_node, share, exe, *extra):
 def test_help_documents_every_parameter_and_topic(start_node, exe):
     import importlib
 
-    module = importlib.import_module("s2m_ros." + exe)
+    module = importlib.import_module("s2m_ros.ros." + exe)
     proc = start_node(exe, "--help")
     assert proc.proc.wait(30) == 0
     out = proc.output()
@@ -119,8 +119,8 @@ def test_topics_types_and_qos(start_node, share, probe):
 def test_camera_node_decodes_frames_and_counts_bad_input(start_node, share, probe):
     from sensor_msgs.msg import Image
 
-    from s2m_ros.conversions.image import numpy_to_image
-    from s2m_ros.conversions.s2m_msgs import make_header
+    from s2m_ros.ros.conversions.image import numpy_to_image
+    from s2m_ros.ros.conversions.s2m_msgs import make_header
 
     proc = _start_with_yaml(start_node, share, "s2m_node", "-p", "diagnostics.period_s:=0.2")
     pub = probe.publisher(Image, "/image")
@@ -151,8 +151,8 @@ def test_camera_node_decodes_frames_and_counts_bad_input(start_node, share, prob
 def test_camera_node_compressed_input(start_node, share, probe):
     from sensor_msgs.msg import CompressedImage
 
-    from s2m_ros.conversions.image import numpy_to_compressed
-    from s2m_ros.conversions.s2m_msgs import make_header
+    from s2m_ros.ros.conversions.image import numpy_to_compressed
+    from s2m_ros.ros.conversions.s2m_msgs import make_header
 
     _start_with_yaml(start_node, share, "s2m_node", "-p", "input.transport:=compressed",
                      "-p", "diagnostics.period_s:=0.2")
@@ -227,8 +227,8 @@ def test_full_size_image_and_cloud_arrive_best_effort(start_node, share, probe):
     """Regression: with Fast DDS defaults, 2.7 MB images and 3.8 MB clouds were lost (fragmented UDP)."""
     from sensor_msgs.msg import Image, PointCloud2
 
-    from s2m_ros.conversions.image import numpy_to_image
-    from s2m_ros.conversions.s2m_msgs import make_header
+    from s2m_ros.ros.conversions.image import numpy_to_image
+    from s2m_ros.ros.conversions.s2m_msgs import make_header
 
     _start_with_yaml(start_node, share, "s2m_node", "-p", "diagnostics.period_s:=0.2")
     _start_with_yaml(start_node, share, "fusion_node", "-p", "diagnostics.period_s:=0.2")

@@ -5,9 +5,9 @@ import numpy as np
 import pytest
 
 import fusion_scene as fs
-from s2m_ros.core.geometry import transform_matrix
-from s2m_ros.core.tracking import TrackerConfig
-from s2m_ros.obstacles import OUT_OF_ORDER, ObstaclePipeline
+from s2m_ros.obstacles.geometry import transform_matrix
+from s2m_ros.obstacles.tracking import TrackerConfig
+from s2m_ros.obstacles.pipeline import OUT_OF_ORDER, ObstaclePipeline
 
 PERIOD = 10 ** 8  # 10 Hz
 T0 = 50 * 10 ** 9
@@ -42,8 +42,8 @@ def test_one_frame_artefacts_never_confirmed_real_object_is():
     """Artefacts (masks on bare ground) at random spots, each outside every association gate of the
     earlier artefacts' tracks (gate_m + max_speed_mps * time since their hit): one-frame artefacts by
     construction. The real object is confirmed; none of the artefacts is, and each has one hit only."""
-    from s2m_ros.core.fusion import project_points
-    from s2m_ros.core.geometry import transform_points
+    from s2m_ros.obstacles.fusion import project_points
+    from s2m_ros.obstacles.geometry import transform_points
 
     cfg = TrackerConfig()
     rng = np.random.default_rng(3)
@@ -185,7 +185,7 @@ def test_low_support_only_object_confirms_later_than_a_well_supported_one():
 
 
 def test_mask_on_flat_ground_is_flat_not_tracked_but_low_relief_is_not_flat():
-    from s2m_ros.core.fusion import FusionConfig
+    from s2m_ros.obstacles.fusion import FusionConfig
 
     patch = fs.rect_mask(250, 250, 140, 60, mask_id=7)  # bare ground 6-9 m ahead: dense ground returns
     pts = fs.cloud([])
@@ -215,10 +215,10 @@ def test_mask_at_the_horizon_has_no_position_instead_of_one_hundreds_of_metres_a
 
 
 def test_front_end_keeps_good_transforms_of_a_tf_message_with_a_degenerate_one():
-    from s2m_ros.bagio import tf_message
-    from s2m_ros.fusion_node import PARAMS
-    from s2m_ros.obstacles import ObstacleFrontEnd
-    from s2m_ros.params import defaults
+    from s2m_ros.bags.storage import tf_message
+    from s2m_ros.ros.fusion_node import PARAMS
+    from s2m_ros.ros.frontend import ObstacleFrontEnd
+    from s2m_ros.ros.params import defaults
 
     front = ObstacleFrontEnd(defaults(PARAMS), use_tf_static=True)
     msg = tf_message([("base_link", "lidar", np.eye(4)), ("base_link", "camera", np.linalg.inv(fs.T_CL))], T0)

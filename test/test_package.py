@@ -38,22 +38,13 @@ def test_installed_python_package_is_the_source_tree():
         assert (installed / rel).read_text() == src.read_text(), "stale install of %s: run make build" % rel
 
 
-def test_core_is_ros_free():
-    imports = re.compile(r"^\s*(?:from|import)\s+([\w.]+)", re.M)
-    forbidden = ("rclpy", "sensor_msgs", "std_msgs", "geometry_msgs", "builtin_interfaces", "torch", "s2m_ros.msg",
-                 "s2m_ros.conversions")
-    for src in (REPO / "s2m_ros" / "core").rglob("*.py"):
-        for module in imports.findall(src.read_text()):
-            assert not module.startswith(forbidden), "%s imports %s" % (src.name, module)
-
-
 def test_runtime_path_never_loads_torch():
     """The nodes, the pipeline, the runtimes and the runtime CLIs run without torch (export-only)."""
     code = ("import sys\n"
-            "import s2m_ros.pipeline, s2m_ros.inference.scorer, s2m_ros.inference.mobilesam, "
-            "s2m_ros.inference.detector_prompts, s2m_ros.inference.tensorrt, s2m_ros.s2m_node, "
-            "s2m_ros.fusion_node, s2m_ros.cli.main, s2m_ros.cli.segment, s2m_ros.cli.bench, s2m_ros.cli.fit_sml\n"
-            "from s2m_ros.pipeline import S2MPipeline\n"
+            "import s2m_ros.segmentation.pipeline, s2m_ros.segmentation.model_scorer, s2m_ros.segmentation.mobilesam, "
+            "s2m_ros.segmentation.detector_prompts, s2m_ros.inference.tensorrt, s2m_ros.ros.s2m_node, "
+            "s2m_ros.ros.fusion_node, s2m_ros.cli.main, s2m_ros.cli.segment, s2m_ros.cli.bench, s2m_ros.cli.fit_sml\n"
+            "from s2m_ros.segmentation.pipeline import S2MPipeline\n"
             "S2MPipeline()\n"
             "bad = sorted(m for m in sys.modules if m.split('.')[0] in ('torch', 'torchvision', 'timm', 'mobile_sam'))\n"
             "assert not bad, bad\n")
@@ -62,8 +53,8 @@ def test_runtime_path_never_loads_torch():
 
 
 def test_readme_parameter_tables_are_the_declared_ones():
-    from s2m_ros import fusion_node, s2m_node
-    from s2m_ros.params import markdown_table
+    from s2m_ros.ros import fusion_node, s2m_node
+    from s2m_ros.ros.params import markdown_table
 
     readme = (REPO / "README.md").read_text()
     for module in (s2m_node, fusion_node):

@@ -1,8 +1,8 @@
 """ParamSpec validation (ROS-free) and the node parameter tables."""
 import pytest
 
-from s2m_ros import fusion_node, s2m_node
-from s2m_ros.params import ParameterError, ParamSpec, defaults, markdown_table, validate_all
+from s2m_ros.ros import fusion_node, s2m_node
+from s2m_ros.ros.params import ParameterError, ParamSpec, defaults, markdown_table, validate_all
 
 
 def test_range_choice_length_and_type_checks():

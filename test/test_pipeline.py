@@ -3,9 +3,9 @@
 import numpy as np
 import pytest
 
-from s2m_ros.core.synthetic import render_apron
+from s2m_ros.sim.still import render_apron
 from s2m_ros.inference.backend import ModelFileError
-from s2m_ros.pipeline import (PROFILES, STAGES, PipelineConfig, PipelineConfigError, S2MPipeline,
+from s2m_ros.segmentation.pipeline import (PROFILES, STAGES, PipelineConfig, PipelineConfigError, S2MPipeline,
                               parse_profile)
 
 
@@ -109,7 +109,7 @@ def test_shipped_pipeline_yaml_is_the_code_default():
 def test_scorer_config_prefers_the_export_sidecar(tmp_path):
     import json
 
-    from s2m_ros.pipeline import scorer_config
+    from s2m_ros.segmentation.pipeline import scorer_config
 
     model = tmp_path / "espnet_small.onnx"
     assert scorer_config("espnet", str(model)).input_width == 1024  # no sidecar: the preset

@@ -8,10 +8,11 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from s2m_ros.bench import fusion_workload as fusion_bench
 from s2m_ros.cli import bench as bench_cli
 from s2m_ros.cli import segment as segment_cli
-from s2m_ros.core.synthetic import render_apron
-from s2m_ros.pipeline import PipelineConfig, S2MPipeline
+from s2m_ros.sim.still import render_apron
+from s2m_ros.segmentation.pipeline import PipelineConfig, S2MPipeline
 
 ESPNET_PTH = "weights/espnet_p2_q8_cityscapes/decoder/espnet_p_2_q_8.pth"
 
@@ -130,7 +131,7 @@ def test_bench_cli_json(tmp_path):
 
 @pytest.fixture(scope="module")
 def fusion_workload():
-    return bench_cli.fusion_workload(seed=0)
+    return fusion_bench.fusion_workload(seed=0)
 
 
 def test_bench_fusion_stage_json(tmp_path, capsys):
@@ -197,7 +198,7 @@ def _check_fused_at_planted(w, result):
     the bare-ground masks find no non-ground point, and are FLAT (the ground returns in them are)."""
     import math
 
-    from s2m_ros.core.fusion import FLAT
+    from s2m_ros.obstacles.fusion import FLAT
 
     assert len(result.obstacles) == 8
     for k, (name, centre, size, yaw) in enumerate(w.objects):
@@ -213,7 +214,7 @@ def _check_fused_at_planted(w, result):
 
 
 def test_fusion_workload_obstacles_are_the_planted_objects(fusion_workload):
-    from s2m_ros.core.fusion import fuse
+    from s2m_ros.obstacles.fusion import fuse
 
     w = fusion_workload
     fm, cloud, _ = w.frame(0)
@@ -228,9 +229,9 @@ def test_fusion_workload_obstacles_are_the_planted_objects(fusion_workload):
 @settings(max_examples=4, deadline=None)
 @given(seed=st.integers(1, 2 ** 31))
 def test_fusion_workload_any_seed(seed):
-    from s2m_ros.core.fusion import fuse
+    from s2m_ros.obstacles.fusion import fuse
 
-    w = bench_cli.fusion_workload(seed=seed, variants=1)
+    w = fusion_bench.fusion_workload(seed=seed, variants=1)
     fm, cloud, _ = w.frame(0)
     assert cloud.shape == (120000, 3) and len(fm.masks) == 8
     assert np.stack([m.full_mask(1280, 720) for m in w.masks]).sum(axis=0).max() == 1
@@ -238,7 +239,7 @@ def test_fusion_workload_any_seed(seed):
 
 
 def test_time_fusion_tracks_for_real(fusion_workload):
-    samples, step = bench_cli.time_fusion(fusion_workload, frames=2, warmup=2)
+    samples, step = fusion_bench.time_fusion(fusion_workload, frames=2, warmup=2)
     assert {k: len(v) for k, v in samples.items()} == {"fusion": 2, "tracking": 2, "total": 2, "fuse": 2}
     assert step.stamp_ns == fusion_workload.frame(3)[2] and not step.skipped and not step.reset
     # 4 consecutive frames: each planted object has one confirmed track with 4 hits, at the object;

@@ -13,9 +13,9 @@ import numpy as np
 import pytest
 
 from conftest import NodeProcess, spin_until
-from s2m_ros import bagio
-from s2m_ros.conversions.image import numpy_to_image
-from s2m_ros.conversions.s2m_msgs import make_header, stamp_to_ns
+from s2m_ros.bags import storage as bagio
+from s2m_ros.ros.conversions.image import numpy_to_image
+from s2m_ros.ros.conversions.s2m_msgs import make_header, stamp_to_ns
 
 T0 = 1_700_000_000 * 10**9
 MS = 1_000_000

@@ -1,4 +1,4 @@
-"""s2m_ros.core.poses: static transform tree, odometry pose buffer, moving obstacles between frames."""
+"""s2m_ros.obstacles.poses: static transform tree, odometry pose buffer, moving obstacles between frames."""
 import math
 
 import numpy as np
@@ -6,10 +6,10 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from s2m_ros.core.geometry import quaternion_to_matrix, transform_matrix, transform_points
-from s2m_ros.core.poses import (GAP, NO_POSE, TOO_NEW, TOO_OLD, PoseBuffer, TransformTree, interpolate_pose,
+from s2m_ros.obstacles.geometry import quaternion_to_matrix, transform_matrix, transform_points
+from s2m_ros.obstacles.poses import (GAP, NO_POSE, TOO_NEW, TOO_OLD, PoseBuffer, TransformTree, interpolate_pose,
                                 transform_obstacle, yaw_of)
-from s2m_ros.core.types import Obstacle3D
+from s2m_ros.types import Obstacle3D
 
 MS = 10**6
 # optical frame (x right, y down, z forward) in a z-up, x-forward body frame

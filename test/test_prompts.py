@@ -1,10 +1,10 @@
-"""Prompt generation from anomaly score maps (s2m_ros.core.prompts): no global threshold, noise rejected."""
+"""Prompt generation from anomaly score maps (s2m_ros.segmentation.prompts): no global threshold, noise rejected."""
 import numpy as np
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from s2m_ros.core.prompts import Prompt, PromptConfig, box_iou, generate_prompts, nms
+from s2m_ros.segmentation.prompts import Prompt, PromptConfig, box_iou, generate_prompts, nms
 
 H, W = 240, 320
 RECT = (50, 100, 20, 14)  # x, y, w, h

@@ -21,10 +21,10 @@ import pytest
 pytest.importorskip("torch")
 pytest.importorskip("onnxruntime")
 
-from s2m_ros.core.metrics import PixelMetricAccumulator  # noqa: E402
-from s2m_ros.core.scores import score_from_logits  # noqa: E402
+from s2m_ros.eval.metrics import PixelMetricAccumulator  # noqa: E402
+from s2m_ros.segmentation.scores import score_from_logits  # noqa: E402
 from s2m_ros.export.segnet import export_onnx  # noqa: E402
-from s2m_ros.inference.scorer import ModelScorer, config_for_model  # noqa: E402
+from s2m_ros.segmentation.model_scorer import ModelScorer, config_for_model  # noqa: E402
 
 WEIGHTS = "weights/espnet_p2_q8_cityscapes/decoder/espnet_p_2_q_8.pth"
 REFERENCE = {"auroc": 0.529, "ap": 0.102, "fpr95": 0.861}

@@ -1,4 +1,4 @@
-"""Objectomaly-style refinement (s2m_ros.core.refinement): vectorised == the published per-pixel rules."""
+"""Objectomaly-style refinement (s2m_ros.segmentation.refinement): vectorised == the published per-pixel rules."""
 import cv2
 import numpy as np
 import pytest
@@ -6,10 +6,10 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
 
-from s2m_ros.core.refinement import (RefinementConfig, boundary_refine, laplacian_edge_fill, oversegment,
+from s2m_ros.segmentation.refinement import (RefinementConfig, boundary_refine, laplacian_edge_fill, oversegment,
                                      refine, segment_average, segment_average_masks)
-from s2m_ros.core.segmentation import Segment
-from s2m_ros.core.types import InstanceMask
+from s2m_ros.segmentation.segmenter import Segment
+from s2m_ros.types import InstanceMask
 
 
 # ------------------------------------------------------------------ direct loop references

@@ -5,10 +5,10 @@ import math
 import numpy as np
 import pytest
 
-from s2m_ros.bagio import BagError, BagReader, read_truth, write_scenario_bag
-from s2m_ros.core.scenario import ScenarioConfig, make_scenario
+from s2m_ros.bags.storage import BagError, BagReader, read_truth, write_scenario_bag
+from s2m_ros.sim.scenario import ScenarioConfig, make_scenario
 from s2m_ros.eval.scenario_eval import evaluate
-from s2m_ros.replay import ReplayConfig, Replayer, ReplayTopics
+from s2m_ros.bags.replay import ReplayConfig, Replayer, ReplayTopics
 
 FRAMES = 24
 

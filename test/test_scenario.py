@@ -1,4 +1,4 @@
-"""Synthetic apron drive (s2m_ros.core.scenario): exact geometry, cross-sensor consistency, determinism."""
+"""Synthetic apron drive (s2m_ros.sim.scenario): exact geometry, cross-sensor consistency, determinism."""
 import json
 import math
 
@@ -8,11 +8,11 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from s2m_ros.core.fusion import project_points
-from s2m_ros.core.geometry import transform_points
-from s2m_ros.core.scenario import (EPOCH_NS, FRAME_CAMERA, KINDS, TRUTH_FORMAT, ScenarioConfig, box_solid,
+from s2m_ros.obstacles.fusion import project_points
+from s2m_ros.obstacles.geometry import transform_points
+from s2m_ros.sim.scenario import (EPOCH_NS, FRAME_CAMERA, KINDS, TRUTH_FORMAT, ScenarioConfig, box_solid,
                                    make_scenario, ray_cast, truth_dict)
-from s2m_ros.core.types import box_from_mask
+from s2m_ros.types import box_from_mask
 
 
 @pytest.fixture(scope="module")

@@ -7,8 +7,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from hypothesis.extra.numpy import arrays
 
-from s2m_ros.core import scores
-from s2m_ros.core.scores import SMLAccumulator, SMLStats
+from s2m_ros.segmentation import scores
+from s2m_ros.segmentation.scores import SMLAccumulator, SMLStats
 
 # one pixel, hand computed: logits (2, 0, ln 2) -> exp: e^2, 1, 2
 L = np.array([2.0, 0.0, math.log(2.0)]).reshape(3, 1, 1)

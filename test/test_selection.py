@@ -1,4 +1,4 @@
-"""Mask selection / merging and the composed anomaly map (s2m_ros.core.selection)."""
+"""Mask selection / merging and the composed anomaly map (s2m_ros.segmentation.selection)."""
 import math
 
 import numpy as np
@@ -6,11 +6,11 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from s2m_ros.core.prompts import Prompt
-from s2m_ros.core.segmentation import Segment
-from s2m_ros.core.selection import (REASONS, Decision, SelectionConfig, _auc, composed_anomaly_map,
+from s2m_ros.segmentation.prompts import Prompt
+from s2m_ros.segmentation.segmenter import Segment
+from s2m_ros.segmentation.selection import (REASONS, Decision, SelectionConfig, _auc, composed_anomaly_map,
                                     select_masks)
-from s2m_ros.core.types import InstanceMask
+from s2m_ros.types import InstanceMask
 
 H, W = 120, 160
 BLOB = (40, 30, 30, 20)  # x, y, w, h

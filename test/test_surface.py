@@ -1,4 +1,4 @@
-"""Drivable-surface appearance scorer (s2m_ros.core.surface) on rendered apron scenes.
+"""Drivable-surface appearance scorer (s2m_ros.segmentation.surface) on rendered apron scenes.
 
 Scores are compared at image resolution (the working-resolution map bilinearly upscaled, as the
 pipeline does). The bolt (a few pixels) is below what the default working resolution (480 px long
@@ -11,9 +11,9 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from s2m_ros.core.prompts import generate_prompts
-from s2m_ros.core.surface import SurfaceConfig, SurfaceScorer
-from s2m_ros.core.synthetic import KINDS, ObjectSpec, render_apron
+from s2m_ros.segmentation.prompts import generate_prompts
+from s2m_ros.segmentation.surface import SurfaceConfig, SurfaceScorer
+from s2m_ros.sim.still import KINDS, ObjectSpec, render_apron
 
 SEEDS = range(6)
 BIG = ("chock", "cone", "suitcase", "hose")  # every kind but the bolt

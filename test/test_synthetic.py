@@ -1,11 +1,11 @@
-"""Synthetic apron renderer (s2m_ros.core.synthetic): deterministic, exact masks, plausible geometry."""
+"""Synthetic apron renderer (s2m_ros.sim.still): deterministic, exact masks, plausible geometry."""
 import numpy as np
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from s2m_ros.core.synthetic import KINDS, ObjectSpec, render_apron
-from s2m_ros.core.types import box_from_mask
+from s2m_ros.sim.still import KINDS, ObjectSpec, render_apron
+from s2m_ros.types import box_from_mask
 
 
 def test_same_seed_same_scene_and_different_seeds_differ():

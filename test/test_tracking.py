@@ -1,12 +1,12 @@
-"""Tests of the ROS-free tracker (s2m_ros.core.tracking) on synthetic sequences with known truth."""
+"""Tests of the ROS-free tracker (s2m_ros.obstacles.tracking) on synthetic sequences with known truth."""
 import math
 
 import numpy as np
 import pytest
 from hypothesis import given, settings, strategies as st
 
-from s2m_ros.core.tracking import Tracker, TrackerConfig
-from s2m_ros.core.types import Obstacle3D
+from s2m_ros.obstacles.tracking import Tracker, TrackerConfig
+from s2m_ros.types import Obstacle3D
 
 PERIOD_NS = 100_000_000  # 10 Hz
 PERIOD_S = PERIOD_NS * 1e-9

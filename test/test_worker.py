@@ -2,8 +2,8 @@
 import threading
 import time
 
-from s2m_ros.diagnostics import NodeStats
-from s2m_ros.worker import LatestOnlyWorker
+from s2m_ros.ros.diagnostics import NodeStats
+from s2m_ros.ros.worker import LatestOnlyWorker
 
 
 def test_newest_waiting_item_wins_and_drops_are_counted():

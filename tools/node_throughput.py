@@ -35,9 +35,9 @@ def main():
 
     from s2m_ros.cli.bench import pipeline_config as bench_config
     from s2m_ros.cli.probe import Probe
-    from s2m_ros.conversions.image import image_to_numpy, numpy_to_image
-    from s2m_ros.conversions.s2m_msgs import make_header
-    from s2m_ros.core.synthetic import render_apron
+    from s2m_ros.ros.conversions.image import image_to_numpy, numpy_to_image
+    from s2m_ros.ros.conversions.s2m_msgs import make_header
+    from s2m_ros.sim.still import render_apron
 
     exe = os.path.join(get_package_prefix("s2m_ros"), "lib", "s2m_ros", "s2m_node")
     params = os.path.join(get_package_share_directory("s2m_ros"), "config", "s2m.yaml")

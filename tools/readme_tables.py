@@ -6,8 +6,8 @@ import pathlib
 import re
 import sys
 
-from s2m_ros import fusion_node, s2m_node
-from s2m_ros.params import markdown_table
+from s2m_ros.ros import fusion_node, s2m_node
+from s2m_ros.ros.params import markdown_table
 
 README = pathlib.Path(__file__).resolve().parent.parent / "README.md"
 

@@ -17,7 +17,7 @@ import time
 
 
 def _scenario_matches(bag, seed, frames):
-    from s2m_ros.bagio import BagError, read_truth
+    from s2m_ros.bags.storage import BagError, read_truth
 
     try:
         truth = read_truth(bag)
@@ -39,12 +39,12 @@ def main(argv=None):
 
     import cv2
 
-    from s2m_ros.bagio import read_truth, write_scenario_bag
-    from s2m_ros.cli.common import write_json
-    from s2m_ros.core.scenario import ScenarioConfig, make_scenario
+    from s2m_ros.bags.storage import read_truth, write_scenario_bag
+    from s2m_ros.files import write_json
+    from s2m_ros.sim.scenario import ScenarioConfig, make_scenario
     from s2m_ros.eval.scenario_eval import draw_bev, evaluate
-    from s2m_ros.pipeline import PipelineConfig
-    from s2m_ros.replay import ReplayConfig, Replayer
+    from s2m_ros.segmentation.pipeline import PipelineConfig
+    from s2m_ros.bags.replay import ReplayConfig, Replayer
 
     t0 = time.perf_counter()
     show = False if args.no_progress else None

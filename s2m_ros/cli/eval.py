@@ -22,9 +22,9 @@ import time
 import cv2
 import numpy as np
 
-from s2m_ros.cli.common import progress, write_json
+from s2m_ros.files import progress, write_json
 from s2m_ros.cli.segment import add_pipeline_arguments, build_config
-from s2m_ros.core.scores import resize_score
+from s2m_ros.segmentation.scores import resize_score
 
 MODES = ("threshold", "s2m", "s2m-refine")
 
@@ -37,7 +37,7 @@ def run_eval(dataset, pipeline, mode, fixed_threshold=None, min_pred_size=0, min
     """Two passes: (1) maps, masks and the dataset's score range; (2) all metrics.
 
     Returns (result, per-image rows, per-image (sample, map, instances), the pixel accumulator)."""
-    from s2m_ros.core.metrics import EvalAccumulator, PixelMetricAccumulator
+    from s2m_ros.eval.metrics import EvalAccumulator, PixelMetricAccumulator
 
     per = []  # (sample, map float16, pred instances [bool HxW] or None)
     lo, hi = np.inf, -np.inf
@@ -121,7 +121,7 @@ def _pr_curve_png(acc_scores, path):
 
 
 def write_outputs(out, rows, per, n_worst=5):
-    from s2m_ros.core.overlay import score_heatmap
+    from s2m_ros.segmentation.overlay import score_heatmap
 
     os.makedirs(out, exist_ok=True)
     keys = sorted({k for r in rows for k in r}, key=lambda k: (k != "image", k))
@@ -164,7 +164,7 @@ def main(argv=None):
 
     from s2m_ros.eval.datasets import DatasetError, open_dataset
     from s2m_ros.inference.backend import ModelFileError
-    from s2m_ros.pipeline import PipelineConfigError, S2MPipeline
+    from s2m_ros.segmentation.pipeline import PipelineConfigError, S2MPipeline
 
     try:
         dataset = open_dataset(args.dataset, args.layout, args.anomaly_value, args.void_value, args.limit,
@@ -176,7 +176,7 @@ def main(argv=None):
     except (DatasetError, ModelFileError, PipelineConfigError, FileNotFoundError, ValueError) as exc:
         print("s2m eval: %s" % exc, file=sys.stderr)
         return 2
-    from s2m_ros.core.metrics import flatten_metrics
+    from s2m_ros.eval.metrics import flatten_metrics
 
     result, rows, per, pixels = run_eval(dataset, pipeline, args.mode, args.threshold, args.min_pred_size,
                                           args.min_gt_size)

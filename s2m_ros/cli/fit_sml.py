@@ -14,8 +14,8 @@ import numpy as np
 
 def fit(scorer, paths, show_progress=None):
     """Accumulate per-class max-logit statistics of ``scorer`` (a ModelScorer) over image files."""
-    from s2m_ros.cli.common import iter_images
-    from s2m_ros.core.scores import SMLAccumulator
+    from s2m_ros.files import iter_images
+    from s2m_ros.segmentation.scores import SMLAccumulator
 
     acc = None
     n = 0
@@ -41,11 +41,11 @@ def main(argv=None):
     ap.add_argument("--set", action="append", metavar="KEY=VALUE", help="ScorerConfig override (YAML value)")
     args = ap.parse_args(argv)
 
-    from s2m_ros.cli.common import iter_image_paths
+    from s2m_ros.files import iter_image_paths
     from s2m_ros.cli.segment import set_dotted
     from s2m_ros.inference.backend import ModelFileError
-    from s2m_ros.inference.scorer import PRESETS, ModelScorer
-    from s2m_ros.pipeline import scorer_config
+    from s2m_ros.segmentation.model_scorer import PRESETS, ModelScorer
+    from s2m_ros.segmentation.pipeline import scorer_config
 
     if args.preset != "none" and args.preset not in PRESETS:
         print("s2m fit-sml: unknown preset %r (known: %s, none)" % (args.preset, ", ".join(PRESETS)), file=sys.stderr)

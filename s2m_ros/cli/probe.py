@@ -23,13 +23,13 @@ class Probe:
             self.diagnostics[status.name] = {kv.key: kv.value for kv in status.values}
 
     def publisher(self, msg_type, topic, reliable=False, depth=10):
-        from s2m_ros.node_runtime import make_qos
+        from s2m_ros.ros.runtime import make_qos
 
         return self.node.create_publisher(msg_type, topic, make_qos("reliable" if reliable else "best_effort", depth))
 
     def collect(self, msg_type, topic, reliable=True, depth=50):
         """Subscribe to ``topic``; returns the list every received message is appended to."""
-        from s2m_ros.node_runtime import make_qos
+        from s2m_ros.ros.runtime import make_qos
 
         received = []
         self.node.create_subscription(msg_type, topic, received.append,
@@ -88,8 +88,8 @@ def synthetic_image(width=64, height=48, seed=0):
 
 def velodyne_like_cloud(n, stamp_ns, n_nan=0, seed=0, frame_id="lidar"):
     """A PointCloud2 with a padded Velodyne-like layout (x, y, z, intensity float32, ring uint16, 32-byte points)."""
-    from s2m_ros.conversions.pointcloud import structured_to_cloud
-    from s2m_ros.conversions.s2m_msgs import make_header
+    from s2m_ros.ros.conversions.pointcloud import structured_to_cloud
+    from s2m_ros.ros.conversions.s2m_msgs import make_header
 
     rng = np.random.default_rng(seed)
     dtype = np.dtype({"names": ["x", "y", "z", "intensity", "ring"],
@@ -106,8 +106,8 @@ def velodyne_like_cloud(n, stamp_ns, n_nan=0, seed=0, frame_id="lidar"):
 
 def mask_array(stamp_ns, n_masks, frame_id="cam"):
     """An OodMaskArray with ``n_masks`` small rectangular masks in a 64x48 image."""
-    from s2m_ros.conversions.s2m_msgs import frame_masks_to_msg
-    from s2m_ros.core.types import FrameMasks, InstanceMask
+    from s2m_ros.ros.conversions.s2m_msgs import frame_masks_to_msg
+    from s2m_ros.types import FrameMasks, InstanceMask
 
     masks = [InstanceMask(id=k + 1, roi=(10 * k, 5, 8, 6), mask=np.ones((6, 8), bool), anomaly_score=0.5 + k,
                           quality=0.9, prompt_box=(10 * k, 5, 8, 6)) for k in range(n_masks)]

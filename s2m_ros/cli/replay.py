@@ -20,7 +20,7 @@ ROLES = ("image", "camera_info", "cloud", "odom", "tf_static")
 
 
 def parse_topics(items):
-    from s2m_ros.replay import ReplayTopics
+    from s2m_ros.bags.replay import ReplayTopics
 
     topics = ReplayTopics()
     for item in items or ():
@@ -55,7 +55,7 @@ def add_replay_arguments(ap):
 
 
 def replay_config(args):
-    from s2m_ros.replay import ReplayConfig, flatten_params, fusion_parameters
+    from s2m_ros.bags.replay import ReplayConfig, flatten_params, fusion_parameters
 
     overrides = {}
     for item in args.fusion_set or ():
@@ -95,11 +95,11 @@ def main(argv=None):
     ap.add_argument("--summary", help="also write the summary as JSON here")
     add_replay_arguments(ap)
     args = ap.parse_args(argv)
-    from s2m_ros.bagio import BagError
+    from s2m_ros.bags.storage import BagError
     from s2m_ros.inference.backend import ModelFileError
-    from s2m_ros.params import ParameterError
-    from s2m_ros.pipeline import PipelineConfigError
-    from s2m_ros.replay import Replayer
+    from s2m_ros.ros.params import ParameterError
+    from s2m_ros.segmentation.pipeline import PipelineConfigError
+    from s2m_ros.bags.replay import Replayer
 
     try:
         summary = Replayer(replay_config(args)).run(args.in_bag, args.out_bag, storage=args.storage,

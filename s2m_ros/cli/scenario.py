@@ -29,8 +29,8 @@ def _mb(n):
 
 def main(argv=None):
     args = build_parser().parse_args(argv)
-    from s2m_ros.bagio import TRUTH_FILE, BagError, BagReader, write_scenario_bag
-    from s2m_ros.core.scenario import ScenarioConfig, make_scenario
+    from s2m_ros.bags.storage import TRUTH_FILE, BagError, BagReader, write_scenario_bag
+    from s2m_ros.sim.scenario import ScenarioConfig, make_scenario
 
     try:
         scenario = make_scenario(ScenarioConfig(seed=args.seed, frames=args.frames))

@@ -16,7 +16,7 @@ import sys
 import cv2
 import yaml
 
-from s2m_ros.cli.common import iter_image_paths, iter_images, write_json
+from s2m_ros.files import iter_image_paths, iter_images, write_json
 
 
 def set_dotted(data, assignment):
@@ -35,7 +35,7 @@ def set_dotted(data, assignment):
 
 
 def build_config(args):
-    from s2m_ros.pipeline import PipelineConfig
+    from s2m_ros.segmentation.pipeline import PipelineConfig
 
     data = {}
     if args.config:
@@ -78,9 +78,9 @@ def main(argv=None):
     add_pipeline_arguments(ap)
     args = ap.parse_args(argv)
 
-    from s2m_ros.core.overlay import draw_overlay
+    from s2m_ros.segmentation.overlay import draw_overlay
     from s2m_ros.inference.backend import ModelFileError
-    from s2m_ros.pipeline import PipelineConfigError, S2MPipeline
+    from s2m_ros.segmentation.pipeline import PipelineConfigError, S2MPipeline
 
     try:
         config = build_config(args)

@@ -32,9 +32,9 @@ def run(timeout=20.0):
     from sensor_msgs.msg import CameraInfo, Image, PointCloud2
 
     from s2m_ros.cli.probe import Probe, synthetic_image, velodyne_like_cloud
-    from s2m_ros.conversions.image import numpy_to_image
-    from s2m_ros.conversions.s2m_msgs import make_header, msg_to_frame_masks, stamp_to_ns
-    from s2m_ros.core.synthetic import render_apron
+    from s2m_ros.ros.conversions.image import numpy_to_image
+    from s2m_ros.ros.conversions.s2m_msgs import make_header, msg_to_frame_masks, stamp_to_ns
+    from s2m_ros.sim.still import render_apron
     from s2m_ros.msg import ObstacleArray, OodMaskArray
 
     lib = os.path.join(get_package_prefix("s2m_ros"), "lib", "s2m_ros")

@@ -36,7 +36,7 @@ from typing import Dict, Iterable, Iterator, List, Optional, Sequence, Tuple
 import cv2
 import numpy as np
 
-from s2m_ros.cli.common import read_image
+from s2m_ros.files import read_image
 
 LAYOUTS = ("roadanomaly", "folders")
 #: Label values per layout: (anomaly values, void values). Pixels with neither value are "normal".

@@ -21,7 +21,7 @@ import cv2
 import numpy as np
 from scipy.optimize import linear_sum_assignment
 
-from s2m_ros.core.poses import PoseBuffer
+from s2m_ros.obstacles.poses import PoseBuffer
 
 CATEGORY_BGR = {"fod": (60, 200, 60), "equipment": (230, 160, 40), "structure": (150, 150, 150)}
 

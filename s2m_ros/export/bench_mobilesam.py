@@ -13,7 +13,7 @@ no post-processing) measures the decoders' cost robustly.
 Decoding paths timed, each for a 1280x720 frame and box+point prompts, including post-processing
 to per-prompt boolean masks:
 
-* ``windowed``: what :class:`s2m_ros.inference.mobilesam.MobileSamSegmenter` does — one decoder call
+* ``windowed``: what :class:`s2m_ros.segmentation.mobilesam.MobileSamSegmenter` does — one decoder call
   for all prompts, low-res masks only in a window covering each prompt's region, exact bilinear
   upsampling inside the region, threshold.
 * ``full_lowres``: the same decoder asked for whole 256x256 low-res masks, then the same ROI step.
@@ -36,7 +36,7 @@ from s2m_ros.export import mobilesam as ex
 
 
 def _prompts(n, size, seed=0):
-    from s2m_ros.core.prompts import Prompt
+    from s2m_ros.segmentation.prompts import Prompt
 
     rng = np.random.default_rng(seed)
     h, w = size
@@ -103,7 +103,7 @@ def _median_ms(values):
 def bench(checkpoint=None, threads=2, runs=7, warmup=2, prompt_counts=(1, 8), frame=(720, 1280), seed=0,
           out_dir=None, include_torch_encoder=True, profile=True):
     """Run the benchmark; returns the result dict (see module doc)."""
-    from s2m_ros.inference.mobilesam import (MobileSamSegmenter, full_windows, preprocess, prompt_points,
+    from s2m_ros.segmentation.mobilesam import (MobileSamSegmenter, full_windows, preprocess, prompt_points,
                                              roi_for_box)
 
     torch.manual_seed(seed)

@@ -32,7 +32,7 @@ class TorchSession:
 
 
 def torch_comparisons(pipelines, image, args, stages):
-    from s2m_ros.cli.bench import median_ms as _median_ms, time_pipeline
+    from s2m_ros.bench.timing import median_ms as _median_ms, time_pipeline
 
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -41,7 +41,7 @@ def torch_comparisons(pipelines, image, args, stages):
     for key, pipe in pipelines.items():
         if "+mobilesam/onnxruntime" in key and "encoder_onnxruntime_vs_torch" not in out:
             from s2m_ros.export.mobilesam import build_mobilesam
-            from s2m_ros.inference.mobilesam import preprocess
+            from s2m_ros.segmentation.mobilesam import preprocess
 
             x, _ = preprocess(image)
             sam = build_mobilesam(None).eval()

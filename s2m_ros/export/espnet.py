@@ -21,7 +21,7 @@ released state_dict). Structure, in the paper's words:
 
 BatchNorm epsilon is 1e-3 throughout (the published models were trained with it).
 Output: 20 channels (Cityscapes trainIds 0..18, channel 19 = ignore), same H x W as the input.
-Preprocessing of the published model: see ``s2m_ros.inference.scorer.PRESETS['espnet']``.
+Preprocessing of the published model: see ``s2m_ros.segmentation.model_scorer.PRESETS['espnet']``.
 """
 import torch
 from torch import nn

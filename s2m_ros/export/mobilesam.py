@@ -4,7 +4,7 @@ Two graphs, mirroring SAM's split (encode the image once, decode many prompts ag
 
 * **Encoder** ``mobilesam_encoder.onnx``: input ``image`` 1x3x1024x1024 float32, the RGB image
   resized (longest side 1024), normalised with SAM's pixel mean/std and zero-padded bottom/right —
-  that preprocessing stays outside the graph, in numpy (:mod:`s2m_ros.inference.mobilesam`), where it
+  that preprocessing stays outside the graph, in numpy (:mod:`s2m_ros.segmentation.mobilesam`), where it
   is exact and cheap; output ``image_embeddings`` 1x256x64x64.
 * **Decoder** ``mobilesam_decoder.onnx``: ONE image embedding + a dynamic batch of N prompts.
   Inputs:
@@ -74,7 +74,7 @@ from torch.nn import functional as F
 from s2m_ros.export.torch_compat import import_mobile_sam
 # graph <-> runtime contract values live with the runtime (PAD_LABEL: ignored padding point; -1 is
 # SAM's own "not a point" token)
-from s2m_ros.inference.mobilesam import IMG_SIZE, PAD_LABEL, full_windows  # noqa: F401 (full_windows re-exported)
+from s2m_ros.segmentation.mobilesam import IMG_SIZE, PAD_LABEL, full_windows  # noqa: F401 (full_windows re-exported)
 
 EMBED_HW = 64  # = LOW_RES // 4 of the runtime
 NUM_MASK_TOKENS = 4

@@ -2,7 +2,7 @@
 
 ``export_onnx`` writes a fixed-size model (input ``image`` 1x3xHxW float32, output ``logits``
 1x20xHxW), checks it with ``onnx.checker`` and writes a JSON sidecar ``<out>.json`` naming the
-preprocessing preset (``s2m_ros.inference.scorer.PRESETS``) so the runtime can configure itself
+preprocessing preset (``s2m_ros.segmentation.model_scorer.PRESETS``) so the runtime can configure itself
 from the model file alone. ``main`` is the command line (``python -m s2m_ros.export.segnet``,
 and what ``s2m export <arch>`` runs).
 """
@@ -81,7 +81,7 @@ def compare_with_torch(model, onnx_path, arch, width, height, seed=0, threads=2)
     from s2m_ros.inference.backend import create_session
     import torch
 
-    from s2m_ros.inference.scorer import PRESETS, prepare_input
+    from s2m_ros.segmentation.model_scorer import PRESETS, prepare_input
 
     image = np.random.default_rng(seed).integers(0, 256, (int(height), int(width), 3), dtype=np.uint8)
     x = prepare_input(image, PRESETS[arch])
@@ -123,7 +123,7 @@ def main(argv=None):
         diff = compare_with_torch(model, info["path"], arch, args.width, args.height)
         print("max abs diff ONNX Runtime vs torch on a random input: %.3g" % diff)
     print("use it: s2m segment IMAGES --out DIR --profile %s+grabcut --scorer-model %s" % (arch, info["path"]))
-    print("        (Python: ModelScorer(config_for_model(%r)) from s2m_ros.inference.scorer)" % info["path"])
+    print("        (Python: ModelScorer(config_for_model(%r)) from s2m_ros.segmentation.model_scorer)" % info["path"])
     return 0
 
 

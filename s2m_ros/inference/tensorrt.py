@@ -17,7 +17,7 @@ from typing import Dict, Optional, Sequence, Tuple
 
 import numpy as np
 
-from s2m_ros.inference.backend import require_file
+from s2m_ros.inference.model_files import require_file
 
 PRECISIONS = ("fp32", "fp16")
 

@@ -1,1 +1,0 @@
-"""The ROS-free algorithm of s2m_ros: numpy + OpenCV only, no rclpy, no torch."""

@@ -1,0 +1,99 @@
+"""What both node executables share: QoS from parameters, --help, start-up and clean shutdown."""
+import sys
+
+from s2m_ros.ros.conversions import ConversionError
+from s2m_ros.ros.params import ParameterError, markdown_table
+
+RELIABILITY_CHOICES = ("best_effort", "reliable")
+
+
+def make_qos(reliability, depth):
+    """KEEP_LAST / VOLATILE profile with the given reliability and depth."""
+    from rclpy.qos import DurabilityPolicy, HistoryPolicy, QoSProfile, ReliabilityPolicy
+
+    return QoSProfile(
+        history=HistoryPolicy.KEEP_LAST, depth=int(depth),
+        reliability=ReliabilityPolicy.BEST_EFFORT if reliability == "best_effort" else ReliabilityPolicy.RELIABLE,
+        durability=DurabilityPolicy.VOLATILE)
+
+
+def decode_or_report(node, stats, counter, what, decode):
+    """Run ``decode()``; on ConversionError count it under ``counter``, log (rate-limited) and return None."""
+    try:
+        return decode()
+    except ConversionError as exc:
+        stats.error(counter, str(exc))
+        node.get_logger().warning("%s skipped: %s" % (what, exc), throttle_duration_sec=2.0)
+        return None
+
+
+def on_camera_info(node, msg):
+    """Shared CameraInfo callback: validate, count, keep the latest valid model in ``node.camera``."""
+    from s2m_ros.ros.conversions.camera_info import camera_info_to_camera
+
+    node.stats.count("camera_info_received")
+    camera = decode_or_report(node, node.stats, "bad_camera_info", "CameraInfo", lambda: camera_info_to_camera(msg))
+    if camera is not None:
+        node.camera = camera
+
+
+def help_text(prog, summary, topics, specs):
+    lines = [
+        "usage: %s [--help] [--ros-args --params-file FILE -p NAME:=VALUE -r FROM:=TO ...]" % prog,
+        "",
+        summary,
+        "",
+        "Topics (relative names, remap with -r):",
+    ]
+    lines += ["  %-28s %-6s %-38s %s" % t for t in topics]
+    lines += ["", "Parameters:", markdown_table(specs), ""]
+    return "\n".join(lines)
+
+
+def _user_args(argv):
+    """Arguments before --ros-args (the ones that are ours)."""
+    out = []
+    for arg in argv[1:]:
+        if arg == "--ros-args":
+            break
+        out.append(arg)
+    return out
+
+
+def run_node(node_factory, argv, help_str):
+    """Start rclpy, build the node, spin until SIGINT/SIGTERM, shut down cleanly. Returns the exit code.
+
+    Exit codes: 0 clean shutdown, 2 invalid configuration or a missing/unusable model file
+    (message on stderr, naming the parameter or the file and how to produce it).
+    """
+    argv = list(sys.argv if argv is None else argv)
+    user = _user_args(argv)
+    if "-h" in user or "--help" in user:
+        print(help_str)
+        return 0
+    if user:
+        print("unknown argument(s) %s; see --help" % " ".join(user), file=sys.stderr)
+        return 2
+    import rclpy
+    from rclpy.executors import ExternalShutdownException
+
+    rclpy.init(args=argv)  # installs SIGINT and SIGTERM handlers that shut the context down
+    node = None
+    try:
+        node = node_factory()
+    except (ParameterError, FileNotFoundError, ValueError) as exc:
+        # ValueError: pipeline / scorer configuration errors (PipelineConfigError, ScorerConfigError);
+        # FileNotFoundError: ModelFileError (path + the command that produces the file)
+        print("[%s] invalid configuration: %s" % (argv[0].rsplit("/", 1)[-1], exc), file=sys.stderr)
+        rclpy.try_shutdown()
+        return 2
+    try:
+        rclpy.spin(node)
+    except (KeyboardInterrupt, ExternalShutdownException):
+        pass
+    finally:
+        # not through the node's logger: after a signal the context is gone and /rosout with it
+        print("[%s] shutting down" % node.get_name(), file=sys.stderr)
+        node.destroy_node()
+        rclpy.try_shutdown()
+    return 0

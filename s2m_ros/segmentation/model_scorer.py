@@ -1,0 +1,390 @@
+"""Anomaly scorer over any ONNX segmentation / anomaly model ("bring your own ONNX"); no torch.
+
+A :class:`ScorerConfig` says how to feed the model and read it:
+
+* input: resize the BGR frame to ``input_width`` x ``input_height`` (``interpolation``; 0 x 0 =
+  the frame's own size, only for models with a dynamic input), reorder channels
+  (``channel_order``), multiply the raw 0..255 values by ``scale``, then ``(x - mean) / std``
+  per channel (in the model's channel order), NCHW float32.
+* output: ``output`` (name or index) is either per-class ``logits`` (1xCxhxw or Cxhxw) turned
+  into a score by ``method`` (:func:`s2m_ros.segmentation.scores.score_from_logits`, over the
+  ``id_channels`` in-distribution classes), or already a ``score`` map (1xhxw, 1x1xhxw or hxw)
+  used as is (negated when ``invert``: for maps where higher = normal). The output may have a
+  lower resolution than the input (e.g. stride 8); :meth:`ModelScorer.score` returns the map at
+  the model's output resolution and the caller resizes (:func:`resize_score`).
+
+Non-finite model output is never passed on silently: :meth:`ModelScorer.score`,
+:meth:`~ModelScorer.logits` and :meth:`~ModelScorer.id_logits` raise
+:class:`NonFiniteOutputError` (a ``RuntimeError`` with ``count``/``total``) when the model
+output (restricted to what the score uses) holds NaN or inf, so a node can count it and skip
+the frame.
+
+Presets: the published ESPNet takes BGR, ``(x - mean) / std``, resize to 1024x512, then ``/255``;
+every step is linear (resizing commutes with per-channel affine maps), so it equals resize ->
+``x / 255`` -> ``(x - mean/255) / std``, which is what ``PRESETS['espnet']`` encodes. ESPNetv2
+takes RGB in [0, 1] normalised with the ImageNet mean/std. Both output 20 channels at the input
+resolution, of which the first 19 are the Cityscapes classes. The presets resize with
+``interpolation='area'`` (pixel-area averaging): the networks were trained on Cityscapes frames
+halved from 2048x1024, where bilinear and area resizing coincide, and for camera frames that
+are not an exact multiple (1280x720 -> 1024x512) area averaging avoids aliasing. It also
+reproduces the independently measured RoadAnomaly MSP reference of ESPNet more closely than
+OpenCV's bilinear resize of the original ESPNet script (AUROC 0.528 vs 0.522, both AP ~10 %).
+"""
+import dataclasses
+import json
+import os
+from dataclasses import dataclass
+from typing import Optional, Sequence, Union
+
+import cv2
+import numpy as np
+
+from s2m_ros.segmentation.scores import SMLStats, resize_score, score_from_logits, smooth  # noqa: F401 (resize_score re-exported)
+from s2m_ros.inference.backend import create_session
+
+METHODS = ("msp", "maxlogit", "entropy", "energy", "sml")
+OUTPUT_KINDS = ("logits", "score")
+CHANNEL_ORDERS = ("bgr", "rgb")
+INTERPOLATIONS = {"area": cv2.INTER_AREA, "linear": cv2.INTER_LINEAR, "nearest": cv2.INTER_NEAREST}
+DEFAULT_HINT = "s2m export espnet --weights espnet_p_2_q_8.pth --out %s"
+
+
+class ScorerConfigError(ValueError):
+    """The configuration is invalid, or does not fit the model's inputs/outputs."""
+
+
+class NonFiniteOutputError(RuntimeError):
+    """The model produced NaN or inf; ``count`` of ``total`` values were not finite."""
+
+    def __init__(self, name, count, total):
+        self.count = int(count)
+        self.total = int(total)
+        super().__init__("%s: model output has %d non-finite value(s) out of %d" % (name, self.count, self.total))
+
+
+@dataclass
+class ScorerConfig:
+    model: str = ""
+    input_width: int = 1024  # 0 (with input_height 0) = feed the frame at its own size (dynamic models)
+    input_height: int = 512
+    interpolation: str = "area"  # input resize: 'area', 'linear' or 'nearest'
+    channel_order: str = "bgr"  # channel order the model expects
+    scale: float = 1.0 / 255.0  # applied to raw 0..255 values first
+    mean: Sequence[float] = (0.0, 0.0, 0.0)  # after scale, in the model's channel order
+    std: Sequence[float] = (1.0, 1.0, 1.0)
+    output: Union[str, int] = 0  # output name or index
+    output_kind: str = "logits"  # 'logits' (per class) or 'score' (one map)
+    # In-distribution channels of a logits output: None = all, an int N = the first N, or indices.
+    id_channels: Optional[Union[int, Sequence[int]]] = None
+    method: str = "msp"
+    temperature: float = 1.0  # for 'energy'
+    sml_stats: str = ""  # JSON written by core.scores.SMLStats.save (for 'sml')
+    invert: bool = False  # negate a 'score' output whose higher values mean normal
+    smooth_sigma: float = 0.0  # Gaussian smoothing of the score map, in output pixels
+
+    def validate(self):
+        """Return self, or raise :class:`ScorerConfigError` naming the bad parameter."""
+        def bad(name, allowed):
+            raise ScorerConfigError("scorer.%s=%r is invalid: %s" % (name, getattr(self, name), allowed))
+
+        for name in ("input_width", "input_height"):
+            v = getattr(self, name)
+            if not isinstance(v, (int, np.integer)) or isinstance(v, bool) or v < 0:
+                bad(name, "expected an integer >= 0")
+        if (self.input_width == 0) != (self.input_height == 0):
+            raise ScorerConfigError("scorer.input_width and input_height must both be 0 (own size) or both > 0")
+        if self.interpolation not in INTERPOLATIONS:
+            bad("interpolation", "expected one of %s" % ", ".join(INTERPOLATIONS))
+        if self.channel_order not in CHANNEL_ORDERS:
+            bad("channel_order", "expected one of %s" % ", ".join(CHANNEL_ORDERS))
+        if not (np.isfinite(self.scale) and self.scale != 0):
+            bad("scale", "expected a finite non-zero number")
+        for name in ("mean", "std"):
+            v = np.asarray(getattr(self, name), dtype=np.float64)
+            if v.shape not in ((1,), (3,)) or not np.isfinite(v).all():
+                bad(name, "expected 1 or 3 finite numbers")
+        if np.any(np.asarray(self.std, dtype=np.float64) == 0):
+            bad("std", "values must be non-zero")
+        if self.output_kind not in OUTPUT_KINDS:
+            bad("output_kind", "expected one of %s" % ", ".join(OUTPUT_KINDS))
+        if not isinstance(self.output, (str, int, np.integer)) or isinstance(self.output, bool):
+            bad("output", "expected an output name or index")
+        if self.output_kind == "logits" and self.method not in METHODS:
+            bad("method", "expected one of %s" % ", ".join(METHODS))
+        if self.method == "sml" and self.output_kind == "logits" and not self.sml_stats:
+            raise ScorerConfigError("scorer.method='sml' needs scorer.sml_stats (fit them with `s2m fit-sml`)")
+        if not (np.isfinite(self.temperature) and self.temperature > 0):
+            bad("temperature", "expected a number > 0")
+        if not (np.isfinite(self.smooth_sigma) and self.smooth_sigma >= 0):
+            bad("smooth_sigma", "expected a number >= 0")
+        ids = self.id_channels
+        if ids is not None:
+            if isinstance(ids, bool):
+                bad("id_channels", "expected None, a count or a list of channel indices")
+            if isinstance(ids, (int, np.integer)):
+                if ids < 1:
+                    bad("id_channels", "a channel count must be >= 1")
+            else:
+                try:
+                    idx = [int(i) for i in ids]
+                except (TypeError, ValueError):
+                    bad("id_channels", "expected None, a count or a list of channel indices")
+                if not idx or min(idx) < 0 or len(set(idx)) != len(idx):
+                    bad("id_channels", "indices must be distinct and >= 0")
+        return self
+
+    def channel_index(self):
+        """The in-distribution channels as a slice or index list (None = all)."""
+        ids = self.id_channels
+        if ids is None:
+            return None
+        if isinstance(ids, (int, np.integer)):
+            return slice(0, int(ids))
+        return [int(i) for i in ids]
+
+
+PRESETS = {
+    # ESPNet: ((bgr - m) / s) resized, / 255  ==  resize, bgr / 255, (x - m / 255) / s
+    "espnet": ScorerConfig(input_width=1024, input_height=512, channel_order="bgr", scale=1.0 / 255.0,
+                           mean=(72.3923111 / 255.0, 82.90893555 / 255.0, 73.15840149 / 255.0),
+                           std=(45.3192215, 46.15289307, 44.91483307), output="logits",
+                           output_kind="logits", id_channels=19, method="msp"),
+    "espnetv2": ScorerConfig(input_width=1024, input_height=512, channel_order="rgb", scale=1.0 / 255.0,
+                             mean=(0.485, 0.456, 0.406), std=(0.229, 0.224, 0.225), output="logits",
+                             output_kind="logits", id_channels=19, method="msp"),
+}
+
+
+def config_for_model(path, **overrides):
+    """A config for an exported model, from the ``<path>.json`` sidecar ``s2m export`` writes.
+
+    Raises :class:`ScorerConfigError` when there is no sidecar or it names no known preset
+    (then build a :class:`ScorerConfig` by hand).
+    """
+    side = str(path) + ".json"
+    try:
+        with open(side) as f:
+            info = json.load(f)
+    except (OSError, ValueError) as exc:
+        raise ScorerConfigError("no readable preprocessing sidecar %s (%s); give a ScorerConfig" % (side, exc))
+    preset = info.get("preset")
+    if preset not in PRESETS:
+        raise ScorerConfigError("%s names unknown preset %r (known: %s)" % (side, preset, ", ".join(PRESETS)))
+    values = dict(model=str(path))
+    for key in ("input_width", "input_height"):
+        if isinstance(info.get(key), int):
+            values[key] = info[key]
+    values.update(overrides)
+    return dataclasses.replace(PRESETS[preset], **values)
+
+
+def prepare_input(image_bgr, config, size=None, dtype=np.float32):
+    """The model input for one frame: resize to ``size`` (W, H; None = keep), channel order,
+    ``x * scale``, ``(x - mean) / std`` -> 1x3xHxW ``dtype``."""
+    img = np.asarray(image_bgr)
+    if img.ndim != 3 or img.shape[2] != 3 or min(img.shape[:2]) < 1:
+        raise ValueError("expected an HxWx3 BGR image, got shape %s" % (img.shape,))
+    x = img.astype(np.float32)  # resize in float, as the reference scripts do
+    if size is not None and (x.shape[1], x.shape[0]) != tuple(size):
+        x = cv2.resize(x, (int(size[0]), int(size[1])), interpolation=INTERPOLATIONS[config.interpolation])
+    if config.channel_order == "rgb":
+        x = x[:, :, ::-1]
+    mean = np.asarray(config.mean, dtype=np.float32).reshape(-1) * np.ones(3, np.float32)
+    std = np.asarray(config.std, dtype=np.float32).reshape(-1) * np.ones(3, np.float32)
+    # x * scale, then (x - mean) / std  ==  x * gain + offset (one pass over the image)
+    x = x * (np.float32(config.scale) / std) + (-mean / std)
+    return np.ascontiguousarray(x.transpose(2, 0, 1)[None], dtype=dtype)
+
+
+def _dim(d):
+    return int(d) if isinstance(d, (int, np.integer)) and int(d) > 0 else None
+
+
+class ModelScorer:
+    """Runs an ONNX model on BGR frames and turns its output into an anomaly score map.
+
+    The model is opened and its input/output shapes are checked against the config at
+    construction: a missing file raises ``ModelFileError`` (with the export command), a model
+    that does not fit raises :class:`ScorerConfigError`.
+    """
+
+    def __init__(self, config: ScorerConfig, backend: str = "onnxruntime", threads: int = 0,
+                 providers=None, hint: str = ""):
+        self.config = config = dataclasses.replace(config)
+        config.validate()
+        self.sml = SMLStats.load(config.sml_stats) if (config.method == "sml" and config.output_kind == "logits") \
+            else None
+        self.session = create_session(config.model, backend=backend, providers=providers, threads=threads,
+                                      hint=hint or DEFAULT_HINT % (config.model or "model.onnx"))
+        self._check_input()
+        self._check_output()
+        self._channels = config.channel_index()
+        stem = os.path.splitext(os.path.basename(str(config.model)))[0]
+        self.name = "%s/%s" % (stem, config.method if config.output_kind == "logits" else "score")
+
+    # ------------------------------------------------------------------ start-up checks
+    def _check_input(self):
+        s = self.session
+        if len(s.input_names) != 1:
+            raise ScorerConfigError("%s has %d inputs %s; the scorer feeds one image input" % (
+                self.config.model, len(s.input_names), s.input_names))
+        self.input_name = s.input_names[0]
+        shape = list(s.input_shapes[self.input_name])
+        if len(shape) != 4:
+            raise ScorerConfigError("%s input %r has shape %s; expected N x 3 x H x W" % (
+                self.config.model, self.input_name, shape))
+        n, c, h, w = (_dim(d) for d in shape)
+        if n not in (None, 1) or c not in (None, 3):
+            raise ScorerConfigError("%s input %r has shape %s; expected 1 x 3 x H x W" % (
+                self.config.model, self.input_name, shape))
+        cw, ch = self.config.input_width, self.config.input_height
+        if h is not None and w is not None:
+            if (cw, ch) == (0, 0):
+                cw, ch = w, h
+            elif (w, h) != (cw, ch):
+                raise ScorerConfigError(
+                    "%s has a fixed input of %dx%d (WxH) but scorer.input_width x input_height is %dx%d" % (
+                        self.config.model, w, h, cw, ch))
+        elif h is not None or w is not None:
+            fixed_ok = (h is None or h == ch) and (w is None or w == cw)
+            if not fixed_ok or (cw, ch) == (0, 0):
+                raise ScorerConfigError("%s input %r has shape %s, which does not fit %dx%d (WxH)" % (
+                    self.config.model, self.input_name, shape, cw, ch))
+        self.input_size = (cw, ch) if cw else None  # None = the frame's own size
+        itype = getattr(s, "input_types", {}).get(self.input_name, "tensor(float)")
+        if itype not in ("tensor(float)", "tensor(float16)"):
+            raise ScorerConfigError("%s input %r is %s; expected float32 or float16" % (
+                self.config.model, self.input_name, itype))
+        self._input_dtype = np.float16 if itype == "tensor(float16)" else np.float32
+
+    def _check_output(self):
+        s, cfg = self.session, self.config
+        out = cfg.output
+        if isinstance(out, str):
+            if out not in s.output_names:
+                if out == "logits" and len(s.output_names) == 1:
+                    out = s.output_names[0]  # a single-output model, whatever its output is called
+                else:
+                    raise ScorerConfigError("%s has no output %r (outputs: %s)" % (cfg.model, out, s.output_names))
+        else:
+            if not 0 <= int(out) < len(s.output_names):
+                raise ScorerConfigError("%s has %d output(s); scorer.output=%d is out of range" % (
+                    cfg.model, len(s.output_names), int(out)))
+            out = s.output_names[int(out)]
+        self.output_name = out
+        shape = getattr(s, "output_shapes", {}).get(out)
+        self.output_shape = shape
+        if shape is None:
+            return  # backend cannot tell; checked on the first frame
+        dims = [_dim(d) for d in shape]
+        if cfg.output_kind == "score":
+            ok = (len(dims) == 2 or (len(dims) == 3 and dims[0] in (None, 1))
+                  or (len(dims) == 4 and dims[0] in (None, 1) and dims[1] in (None, 1)))
+            if not ok:
+                raise ScorerConfigError("%s output %r has shape %s; a 'score' output must be HxW, 1xHxW or 1x1xHxW"
+                                        % (cfg.model, out, shape))
+            return
+        if len(dims) == 4 and dims[0] in (None, 1):
+            channels = dims[1]
+        elif len(dims) == 3:
+            channels = dims[0]
+        else:
+            raise ScorerConfigError("%s output %r has shape %s; 'logits' must be 1xCxHxW or CxHxW" % (
+                cfg.model, out, shape))
+        if channels is not None:
+            self._check_channels(channels)
+
+    def _check_channels(self, channels):
+        cfg = self.config
+        ids = cfg.id_channels
+        if ids is None:
+            n_id = channels
+        elif isinstance(ids, (int, np.integer)):
+            if ids > channels:
+                raise ScorerConfigError("scorer.id_channels=%d but %s outputs %d channels" % (ids, cfg.model, channels))
+            n_id = int(ids)
+        else:
+            if max(int(i) for i in ids) >= channels:
+                raise ScorerConfigError("scorer.id_channels=%s indexes past the %d channels of %s" % (
+                    list(ids), channels, cfg.model))
+            n_id = len(ids)
+        if cfg.method in ("msp", "entropy", "sml") and n_id < 2:
+            raise ScorerConfigError("scorer.method=%r needs at least 2 in-distribution channels, got %d" % (
+                cfg.method, n_id))
+        if self.sml is not None and self.sml.mean.size != n_id:
+            raise ScorerConfigError("SML statistics %s are for %d classes, the model gives %d" % (
+                cfg.sml_stats, self.sml.mean.size, n_id))
+
+    # ------------------------------------------------------------------ running
+    def preprocess(self, image_bgr):
+        """HxWx3 BGR (uint8, or float in 0..255) -> 1x3xH'xW' model input."""
+        return prepare_input(image_bgr, self.config, self.input_size, self._input_dtype)
+
+    def raw_output(self, image_bgr):
+        """The selected model output for one frame, batch dimension removed (float32)."""
+        out = self.session.run({self.input_name: self.preprocess(image_bgr)})[self.output_name]
+        out = np.asarray(out, dtype=np.float32)
+        if self.config.output_kind == "logits":
+            if out.ndim == 4 and out.shape[0] == 1:
+                out = out[0]
+            if out.ndim != 3:
+                raise ScorerConfigError("%s output %r gave shape %s; 'logits' must be 1xCxHxW or CxHxW" % (
+                    self.config.model, self.output_name, out.shape))
+            if self.output_shape is None or _dim(self.output_shape[-3]) is None:
+                self._check_channels(out.shape[0])
+            return out
+        while out.ndim > 2 and out.shape[0] == 1:
+            out = out[0]
+        if out.ndim != 2:
+            raise ScorerConfigError("%s output %r gave shape %s; a 'score' output must be HxW, 1xHxW or 1x1xHxW" % (
+                self.config.model, self.output_name, out.shape))
+        return out
+
+    def _require_finite(self, array):
+        finite = np.isfinite(array)
+        if not finite.all():
+            raise NonFiniteOutputError(self.name, finite.size - np.count_nonzero(finite), finite.size)
+
+    def logits(self, image_bgr):
+        """All output channels, C x h x w float32 (logits models only)."""
+        if self.config.output_kind != "logits":
+            raise ScorerConfigError("%s is configured as a 'score' model; it has no logits" % self.name)
+        out = self.raw_output(image_bgr)
+        self._require_finite(out)
+        return out
+
+    def id_logits(self, image_bgr):
+        """The in-distribution channels (``id_channels``) of :meth:`logits`."""
+        if self.config.output_kind != "logits":
+            raise ScorerConfigError("%s is configured as a 'score' model; it has no logits" % self.name)
+        out = self.raw_output(image_bgr)
+        if self._channels is not None:
+            out = out[self._channels]
+        self._require_finite(out)
+        return np.ascontiguousarray(out)
+
+    def score(self, image_bgr):
+        """h x w float32 anomaly map at the model's output resolution, higher = more anomalous.
+
+        Raises :class:`NonFiniteOutputError` when the model output used holds NaN/inf.
+        """
+        cfg = self.config
+        if cfg.output_kind == "score":
+            out = self.raw_output(image_bgr)
+            self._require_finite(out)
+            s = score_from_logits(out, "score_map", invert=cfg.invert)
+        else:
+            s = score_from_logits(self.id_logits(image_bgr), cfg.method, temperature=cfg.temperature,
+                                  sml_stats=self.sml)
+            self._require_finite(s)  # e.g. overflow in energy with a tiny temperature
+        return smooth(s, cfg.smooth_sigma) if cfg.smooth_sigma > 0 else np.asarray(s, dtype=np.float32)
+
+    def score_at(self, image_bgr, width=None, height=None):
+        """:meth:`score` resized bilinearly to ``width`` x ``height`` (default: the frame's size)."""
+        img = np.asarray(image_bgr)
+        w = img.shape[1] if width is None else int(width)
+        h = img.shape[0] if height is None else int(height)
+        return resize_score(self.score(img), w, h)
+
+    def __call__(self, image_bgr):
+        return self.score(image_bgr)
