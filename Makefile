@@ -8,7 +8,7 @@ ENV := . tools/env.sh &&
 
 DEMO_OUT ?= demo_out
 
-.PHONY: all setup build test demo selfcheck readme-tables models lock clean
+.PHONY: all setup build test demo selfcheck docs-tables readme-tables models lock clean
 all: test
 
 # venv with pinned packages, CMake fix-up, colcon build (idempotent, ~5 s when done)
@@ -27,9 +27,10 @@ demo: build
 selfcheck: build
 	@$(ENV) tools/selfcheck.sh
 
-# refresh the README's parameter tables from the nodes' declared parameters
-readme-tables: build
-	@$(ENV) python tools/readme_tables.py
+# refresh the parameter tables in docs/parameters.md from the nodes' declared parameters
+# (readme-tables: the old name, kept as an alias)
+docs-tables readme-tables: build
+	@$(ENV) python tools/param_tables.py
 
 # ONNX models for the model profiles, into models/ (git-ignored). ESPnet weights: the published
 # Cityscapes .pth files (here from ../shared/data); MobileSAM: MOBILESAM_CKPT=mobile_sam.pt, or

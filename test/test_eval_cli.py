@@ -56,6 +56,60 @@ def test_threshold_mode_oracle_and_fixed(apron_dataset, tmp_path):
     assert r["pixel"]["auroc"] > 0.75  # measured 0.82 (paint, shadows and joints rank high too); chance is 0.5
 
 
+class _Planted:
+    """A pipeline stand-in: given masks per image (in dataset order) on a score map whose lowest value
+    differs per image, composed as S2MPipeline composes (background = the frame's lowest score)."""
+
+    def __init__(self, masks, floors):
+        self.masks, self.floors, self.k = masks, floors, 0
+
+    def process(self, image):
+        from types import SimpleNamespace
+
+        from s2m_ros.segmentation.selection import composed_anomaly_map
+        from s2m_ros.types import InstanceMask
+        h, w = image.shape[:2]
+        floor = self.floors[self.k]
+        score = np.full((h, w), floor, np.float32)
+        score[h // 2:] += 0.5
+        inst = [InstanceMask.from_full_mask(j, m, anomaly_score=7.0) for j, m in enumerate(self.masks[self.k])]
+        self.k += 1
+        return SimpleNamespace(instances=inst, score_map=score, refined=None,
+                               composed=composed_anomaly_map(inst, score, background=float(score.min())))
+
+
+def test_s2m_iou_is_the_iou_of_the_kept_masks_and_no_mask_scores_zero(apron_dataset, tmp_path):
+    """S2M's composed map: outside every mask the lowest value of the dataset, so an image without masks
+    predicts nothing at any threshold (IoU 0), and with masks of one score the S2M IoU is the mean
+    binary IoU of the kept masks; --out writes each image's raw map and kept masks."""
+    from s2m_ros.eval.datasets import open_dataset
+    ds = open_dataset(apron_dataset)
+    samples = list(ds)
+    masks, expected = [], []
+    for k, smp in enumerate(samples):
+        if k == 0:  # no mask, on the highest score floor of the three
+            masks.append([])
+            expected.append(0.0)
+            continue
+        gt = smp.anomaly & ~smp.void
+        pred = cv2.erode(gt.astype(np.uint8), np.ones((3, 3), np.uint8)).astype(bool)
+        pred[:, : pred.shape[1] // 3] = False  # drop the objects in the left third
+        masks.append([pred])
+        expected.append(np.count_nonzero(pred & gt) / np.count_nonzero((pred | gt) & ~smp.void))
+    dump = tmp_path / "dump"
+    r = eval_cli.run_eval(ds, _Planted(masks, floors=[3.0, -2.0, 0.0]), "s2m", dump_dir=str(dump))[0]
+    assert r["s2m"]["iou"] == pytest.approx(np.mean(expected), abs=1e-12)
+    assert 0.0 < np.mean(expected) < 1.0
+    rows = eval_cli.run_eval(ds, _Planted(masks, floors=[3.0, -2.0, 0.0]), "s2m")[1]
+    assert rows[0]["s2m_max_iou"] == 0.0  # the maskless image: its background (3.0) is not a prediction
+    # per image: the raw scorer map and the kept masks, readable without this package
+    raw = np.load(dump / (samples[1].name + ".score.npy"))
+    assert raw.dtype == np.float16 and raw.shape == samples[1].anomaly.shape and float(raw.min()) == -2.0
+    kept = cv2.imread(str(dump / (samples[1].name + ".mask_0.png")), cv2.IMREAD_UNCHANGED)
+    assert np.array_equal(kept > 0, masks[1][0])
+    assert not list(dump.glob(samples[0].name + ".mask_*"))
+
+
 def test_bad_dataset_is_a_clear_error(tmp_path, capsys):
     assert eval_cli.main(["--dataset", str(tmp_path)]) == 2
     assert "s2m eval:" in capsys.readouterr().err

@@ -10,8 +10,8 @@ from hypothesis import strategies as st
 
 from s2m_ros.obstacles.fusion import project_points
 from s2m_ros.obstacles.geometry import transform_points
-from s2m_ros.sim.scenario import (EPOCH_NS, FRAME_CAMERA, KINDS, TRUTH_FORMAT, ScenarioConfig, box_solid,
-                                   make_scenario, ray_cast, truth_dict)
+from s2m_ros.sim.scenario import EPOCH_NS, FRAME_CAMERA, KINDS, TRUTH_FORMAT, ScenarioConfig, make_scenario, truth_dict
+from s2m_ros.sim.solids import box_solid, ray_cast
 from s2m_ros.types import box_from_mask
 
 

@@ -120,7 +120,7 @@ def fusion_workload(seed=0, beams=64, azimuth_steps=1875, width=1280, height=720
     then the image of a square of bare ground per entry of ``_FUSION_GROUND_PATCHES`` (false positives
     on a stain or shadow, which fusion has to check against the ground returns): 8 masks.
     """
-    from s2m_ros.sim.scenario import box_solid, ray_cast
+    from s2m_ros.sim.solids import box_solid, ray_cast
 
     rng = np.random.default_rng(seed)
     camera = _plumb_bob_camera(width, height)

@@ -11,7 +11,9 @@ the same with the refined map for the pixel metrics. Pixel metrics come from the
 mode, component metrics (SegmentMeIfYouCan) from the binary prediction, the S2M curve from the map
 normalised to [0, 1] over the dataset's range, instance metrics from predicted instances where the
 dataset has instance labels. Void pixels are excluded everywhere. ``--out`` writes a per-image CSV,
-overlays of the worst images and a precision-recall curve PNG.
+overlays of the worst images, a precision-recall curve PNG and per image the raw score map and kept masks.
+In ``s2m`` mode the composed map's background lies below every score of the dataset (S2M's 0 after
+normalisation): an image without masks predicts nothing at any threshold.
 """
 import argparse
 import csv
@@ -33,8 +35,13 @@ def _finite_fill(s, lo):
     return np.where(np.isfinite(s), s, lo).astype(np.float32)
 
 
-def run_eval(dataset, pipeline, mode, fixed_threshold=None, min_pred_size=0, min_gt_size=0, show_progress=None):
+def run_eval(dataset, pipeline, mode, fixed_threshold=None, min_pred_size=0, min_gt_size=0, show_progress=None,
+             dump_dir=None):
     """Two passes: (1) maps, masks and the dataset's score range; (2) all metrics.
+
+    ``dump_dir``: also write, per image, the scorer's raw map at label size (``<name>.score.npy``,
+    float16 or float32 where float16 would overflow; NaN = not scored) and each kept instance mask
+    (``<name>.mask_<k>.png``, 0/255), so a run can be re-scored with the official code.
 
     Returns (result, per-image rows, per-image (sample, map, instances), the pixel accumulator)."""
     from s2m_ros.eval.metrics import EvalAccumulator, PixelMetricAccumulator
@@ -47,11 +54,25 @@ def run_eval(dataset, pipeline, mode, fixed_threshold=None, min_pred_size=0, min
         shape = sample.anomaly.shape
         if mode == "threshold":
             smap, inst = resize_score(pipeline.score(image), shape[1], shape[0]), None
+            if dump_dir:
+                _dump(dump_dir, sample.name, smap, [])
         else:
             res = pipeline.process(image)
-            src = res.refined if mode == "s2m-refine" else res.composed
-            smap = resize_score(src, shape[1], shape[0])
             inst = [m.full_mask(shape[1], shape[0]) for m in res.instances]  # images are label-sized
+            if dump_dir:
+                _dump(dump_dir, sample.name, resize_score(res.score_map, shape[1], shape[0]), inst)
+            if mode == "s2m-refine":
+                smap = resize_score(res.refined, shape[1], shape[0])
+            else:
+                # S2M's composed map: each kept mask carries its score on a background below every
+                # score of the dataset (NaN here, filled with the dataset's lowest score below, which
+                # normalises to 0: no mask, no prediction at any threshold)
+                smap = resize_score(res.composed, shape[1], shape[0])
+                kept = np.logical_or.reduce(inst) if inst else np.zeros(shape, bool)
+                smap = np.where(kept, smap, np.float32(np.nan))
+                raw = res.score_map[np.isfinite(res.score_map)]
+                if raw.size:  # the background ranks below the frame's every score
+                    lo = min(lo, float(raw.min()))
         fin = smap[np.isfinite(smap)]
         if fin.size:
             lo, hi = min(lo, float(fin.min())), max(hi, float(fin.max()))
@@ -101,6 +122,16 @@ def run_eval(dataset, pipeline, mode, fixed_threshold=None, min_pred_size=0, min
         result["fixed_threshold"] = {"component": fr["component"], "s2m": fr["s2m"], "instance": fr["instance"]}
     result["seconds_per_image"] = seconds / max(len(per), 1)
     return result, rows, per, pixels
+
+
+def _dump(folder, name, raw, masks):
+    """The raw score map and the kept masks of one image (see :func:`run_eval`)."""
+    os.makedirs(folder, exist_ok=True)
+    stem = os.path.join(folder, name.replace(os.sep, "_"))
+    fin = raw[np.isfinite(raw)]
+    np.save(stem + ".score.npy", raw.astype(np.float16) if np.all(np.abs(fin) < 6e4) else raw.astype(np.float32))
+    for k, m in enumerate(masks):
+        cv2.imwrite("%s.mask_%d.png" % (stem, k), m.astype(np.uint8) * 255)
 
 
 def _pr_curve_png(acc_scores, path):
@@ -155,7 +186,8 @@ def main(argv=None):
     ap.add_argument("--min-pred-size", type=int, default=0, help="component metrics: smallest predicted component")
     ap.add_argument("--min-gt-size", type=int, default=0, help="component metrics: smallest GT component")
     ap.add_argument("--json", help="write the results here")
-    ap.add_argument("--out", help="folder for the per-image CSV, worst-image overlays, PR curve")
+    ap.add_argument("--out", help="folder for the per-image CSV, worst-image overlays, PR curve and, in "
+                    "images/, each image's raw score map (.score.npy) and kept masks (.mask_K.png)")
     ap.add_argument("--limit", type=int, default=0)
     add_pipeline_arguments(ap)
     args = ap.parse_args(argv)
@@ -179,7 +211,8 @@ def main(argv=None):
     from s2m_ros.eval.metrics import flatten_metrics
 
     result, rows, per, pixels = run_eval(dataset, pipeline, args.mode, args.threshold, args.min_pred_size,
-                                          args.min_gt_size)
+                                          args.min_gt_size,
+                                          dump_dir=os.path.join(args.out, "images") if args.out else None)
     result["config"] = {"mode": args.mode, "profile": config.profile, "score": config.score_method,
                         "scorer": pipeline.scorer_name, "segmenter": pipeline.segmenter_name,
                         "dataset": dataset.describe(), "min_pred_size": args.min_pred_size,

@@ -19,9 +19,10 @@ The surface model: samples of the sampling region (a trapezoid in front of the v
 subsample) are clustered by colour with seeded k-means (robust-scaled, log-compressed features so a
 far cluster such as paint does not take several centres); clusters whose colours agree within
 ``material_z`` sigmas form one *material* with robust (median / MAD) statistics of all features.
-Materials that are both rare (``min_material_weight``) and spatially compact
-(``min_material_span``) are dropped: that is what an object lying in the sampling region looks
-like, whereas painted lines are rare but long, and shadows and slabs are common. Between every two
+Materials that are spatially compact (``min_material_span``) are dropped unless they hold a large share
+of the samples (``compact_material_weight``): that is what an object lying in the sampling region
+looks like (a suitcase a few metres ahead), whereas painted lines are rare but long, and shadows and
+slabs are common. Between every two
 materials a *mixing segment* explains the pixels on their border (anti-aliased paint edges).
 
 Distance of a pixel (diagonal metric, in sigmas, to the nearest material or mixing segment), with
@@ -34,15 +35,21 @@ distance stays continuous and shadows look like surface. The score is the square
 distance: it compresses the range so an object's rim (mixed pixels) stays within half its peak.
 
 Rows above the apron (sky, buildings, aircraft far away) are NaN ("not scored") when
-``mask_above_ground`` is set: in vertical bands of columns the ground rises from the sampling region
-while most of a row's pixels are within ``ground_sigmas`` of the surface in colour, and a robust
-line through the band tops (the horizon) stops bands that climb into surface-coloured buildings. The
+``mask_above_ground`` is set. The drivable region is the set of surface-coloured pixels (within
+``ground_sigmas`` of the model, shadows included) connected to the sampling region
+(:func:`drivable_region`); in vertical bands of columns everything above the region's highest row is
+NaN, so the scored area follows the surface as far as it is visible (a narrow road up to its vanishing
+point, an open apron up to the horizon) and keeps every object lying on it (objects interrupt the
+surface, the surface continues behind them). Surface-coloured structures standing on the horizon
+(grey buildings, an overcast sky) connect to the apron through their base; where the camera's mounting
+is known, ``horizon`` (the horizon row) ends the scored area there whatever the colours. The
 prompt generator treats NaN as the lowest score. Nothing here is a threshold in score units: every
 decision is made in sigmas of this frame's own surface statistics.
 
 Tiny images (fewer sampling-region pixels than features + 2) get an all-zero map (nothing can be
 modelled, nothing is anomalous); maps of fewer than 32 rows are scored everywhere (no horizon).
 """
+import math
 from dataclasses import dataclass
 from typing import Tuple
 
@@ -55,6 +62,11 @@ _N_FEATURES = 4
 _SIGMA_FLOOR = np.array([0.03, 0.015, 0.015, 0.15], np.float32)
 # Maps with fewer rows have no room for a horizon: they are scored everywhere.
 _MIN_ENVELOPE_ROWS = 32
+# The lit level of the surface: this percentile of the sampling region's illumination. High, so that a
+# region mostly under a cast shadow (a building's, an aircraft's) still takes its level from the lit
+# part (5 % of the samples or more); the illumination is a median over large windows, so thin
+# bright paint does not reach it.
+_LIT_PERCENTILE = 95
 
 
 @dataclass
@@ -79,11 +91,15 @@ class SurfaceConfig:
     seed: int = 0
     # Clusters whose colours differ by at most this many sigmas in every colour feature are one material.
     material_z: float = 3.0
-    # A material is kept when it holds at least this fraction of the samples ...
+    # A material is a surface material when it holds at least this fraction of the samples ...
     min_material_weight: float = 0.03
-    # ... or when its samples spread over at least this fraction of the sampling region's width or
+    # ... and its samples spread over at least this fraction of the sampling region's width or
     # height (robust 5-95 % range): long painted lines are rare but spread out, objects are compact.
+    # A spread material below min_material_weight is a marking (see paint_mask).
     min_material_span: float = 0.6
+    # A compact material is kept only from this share of the samples on (below, it is an object lying
+    # in the sampling region, however large its share).
+    compact_material_weight: float = 0.25
     # At most this many materials (heaviest first) make the surface model.
     max_materials: int = 5
     # Explain pixels that mix two surface materials (paint borders) by the segment between them.
@@ -108,6 +124,14 @@ class SurfaceConfig:
     texture_weight: float = 1.0
     # Offset (grey levels, 0..255) added before logarithms: keeps dark pixels' ratios stable.
     dark_offset: float = 6.0
+    # Painted markings (yellow and white, elongated) the sampling region did not show count as surface.
+    paint: bool = True
+    # Chroma (log ratio) a white marking may differ from the surface's.
+    paint_chroma: float = 0.08
+    # Length / mean width from which a paint-coloured part is a marking.
+    paint_elongation: float = 5.0
+    # Parts thinner than this (working pixels) are judged apart from thicker ones (see paint_mask).
+    paint_width_px: int = 5
     # Mark pixels above the apron as NaN (not scored).
     mask_above_ground: bool = True
     # Ground pixels: colour distance (in the surface model's sigmas) at most this; a shadow costs
@@ -115,12 +139,12 @@ class SurfaceConfig:
     ground_sigmas: float = 3.0
     # Width (fraction of the working width) of the bands of columns in which the ground's top is found.
     envelope_window: float = 0.125
-    # Largest run of non-surface rows (fraction of the height) the ground may have below its top:
-    # shadows, far slab joints and objects interrupt the surface, the sky and buildings end it.
-    envelope_gap: float = 0.06
-    # Rows (fraction of the height) removed below the ground's top (they mix sky and ground), and the
-    # most a band may rise above the common horizon line.
+    # Rows (fraction of the height) removed below the ground's top (they mix sky and ground).
     envelope_trim: float = 0.01
+    # The horizon row as a fraction of the image height, when the camera's mounting is known (a level
+    # camera pitched down by p: (cy - fy * tan(p)) / height); nothing above it is scored, whatever its
+    # colour (surface-coloured buildings, grey sky). Negative: only the drivable region decides.
+    horizon: float = -1.0
 
     def __post_init__(self):
         _validate(self)
@@ -155,9 +179,23 @@ class SurfaceScorer:
         idx = _grid_indices(region, cfg.max_samples)
         if idx.size < _N_FEATURES + 2:
             return np.zeros((h, w), np.float32)
-        x = planes.reshape(_N_FEATURES, -1)
+        x = planes[:_N_FEATURES].reshape(_N_FEATURES, -1)
         model = _fit_surface(np.ascontiguousarray(x[:, idx].T), idx, region, cfg)
-        d2, d2_colour = _distances(x, model, cfg)
+        # illumination relative to the lit surface: the sampling region's brightly lit level
+        illum = planes[_N_FEATURES].reshape(-1)
+        illum = illum - np.float32(np.percentile(illum[idx], _LIT_PERCENTILE))
+        model.set_light(illum[idx])
+        d2, d2_colour = _distances(x, model, cfg, illum)
+        if cfg.paint:  # painted markings: explained like a material where their shape says marking
+            seen = None
+            if model.line.any():
+                seen = (_distances(x, model, cfg, illum, line=True)[1] <= np.float32(cfg.ground_sigmas ** 2))
+                for k in np.flatnonzero(model.line):
+                    seen |= _mix_towards(x, model, k)
+                seen = seen.reshape(h, w)
+            paint = paint_mask(planes, model, cfg, illum.reshape(h, w), seen, d2_colour.reshape(h, w)).reshape(-1)
+            d2 = np.where(paint, np.minimum(d2, np.float32(1.0)), d2)
+            d2_colour = np.where(paint, np.minimum(d2_colour, np.float32(1.0)), d2_colour)
         # the square root of the distance; below 1e-3 sigma a difference is float rounding, not appearance
         score = np.sqrt(np.sqrt(np.where(d2 < 1e-6, np.float32(0.0), d2))).reshape(h, w)
         if cfg.mask_above_ground and h >= _MIN_ENVELOPE_ROWS:
@@ -165,15 +203,17 @@ class SurfaceScorer:
         return score
 
     def features(self, img_bgr: np.ndarray) -> np.ndarray:
-        """4 x H x W float32 feature planes of a working-resolution BGR uint8 image (see module doc)."""
+        """5 x H x W float32 planes of a working-resolution BGR uint8 image: the 4 features of the module
+        doc and the illumination level (log intensity, edge-preserving local median) ``lum`` is taken from."""
         cfg = self.config
         h, w = img_bgr.shape[:2]
         off = np.float32(cfg.dark_offset)
         b, g, r = [np.log(c.astype(np.float32) + off) for c in cv2.split(img_bgr)]
         grey = img_bgr.astype(np.float32).sum(axis=2)
         log_i = np.log(grey * np.float32(1.0 / 3.0) + off)
-        out = np.empty((_N_FEATURES, h, w), np.float32)
-        out[0] = log_i - _local_reference(log_i, cfg.illum_cell)
+        out = np.empty((_N_FEATURES + 1, h, w), np.float32)
+        out[_N_FEATURES] = _illumination(log_i, cfg.illum_cell, float(cfg.dark_offset))
+        out[0] = log_i - out[_N_FEATURES]
         out[1] = r - g
         out[2] = b - g
         gx = cv2.Sobel(log_i, cv2.CV_32F, 1, 0, ksize=3, borderType=cv2.BORDER_REFLECT)
@@ -232,6 +272,7 @@ def _validate(cfg):
             bad(name, "must be >= 1")
     in_range("min_material_weight", 0.0, 1.0, hi_open=True)
     in_range("min_material_span", 0.0, 1.0)
+    in_range("compact_material_weight", 0.0, 1.0)
     for name in ("material_z", "illum_cell", "texture_sigma", "texture_offset", "dark_offset", "ground_sigmas"):
         if not getattr(cfg, name) > 0:
             bad(name, "must be > 0")
@@ -241,7 +282,13 @@ def _validate(cfg):
             bad(name, "must be >= 0")
     in_range("line_leak", 0.0, 1.0, hi_open=True)
     in_range("envelope_window", 0.0, 1.0, lo_open=True)
-    in_range("envelope_gap", 0.0, 1.0, hi_open=True)
+    in_range("paint_chroma", 0.0, 1.0)
+    if not cfg.paint_elongation >= 1.0:
+        bad("paint_elongation", "must be >= 1")
+    if int(cfg.paint_width_px) < 1:
+        bad("paint_width_px", "must be >= 1")
+    if not (cfg.horizon < 1.0 and math.isfinite(cfg.horizon)):
+        bad("horizon", "must be a fraction of the height below 1 (negative: estimated)")
     in_range("envelope_trim", 0.0, 1.0, hi_open=True)
 
 
@@ -256,15 +303,23 @@ def _check_image(image):
     return np.ascontiguousarray(img[..., :3])
 
 
-def _local_reference(log_i, cell_frac):
-    """Coarse robust local level of ``log_i``: cell means, 3x3 median across cells, interpolated."""
+def _illumination(log_i, cell_frac, dark_offset):
+    """Edge-preserving local illumination level of ``log_i``: a median over a square window of
+    ``cell_frac`` of the long side (on log intensity quantised to 256 levels over its possible range).
+
+    A median follows the straight edges of cast shadows (a step stays a step) while thin structures
+    (joints, painted lines, wires) and objects smaller than half the window stay out of it, so they are
+    measured against the light they lie in, whether sunlit or shadowed.
+    """
     h, w = log_i.shape
-    cell = max(2, int(round(cell_frac * max(h, w))))
-    gw, gh = max(1, int(round(w / float(cell)))), max(1, int(round(h / float(cell))))
-    coarse = cv2.resize(log_i, (gw, gh), interpolation=cv2.INTER_AREA)
-    if gw >= 3 and gh >= 3:
-        coarse = cv2.medianBlur(coarse, 3)
-    return cv2.resize(coarse, (w, h), interpolation=cv2.INTER_LINEAR)
+    k = max(3, 2 * int(round(0.5 * cell_frac * max(h, w))) + 1)
+    k = min(k, 2 * ((min(h, w) - 1) // 2) + 1) if min(h, w) >= 3 else 1
+    if k < 3:
+        return np.full_like(log_i, np.float32(np.median(log_i)))
+    lo, hi = math.log(dark_offset), math.log(255.0 + dark_offset)
+    q = np.clip((log_i - np.float32(lo)) * np.float32(255.0 / (hi - lo)) + np.float32(0.5), 0, 255).astype(np.uint8)
+    med = cv2.medianBlur(q, k)
+    return med.astype(np.float32) * np.float32((hi - lo) / 255.0) + np.float32(lo)
 
 
 def _grid_indices(region, max_samples):
@@ -283,13 +338,31 @@ class _Model:
     darkening each may still show as a shadow. Mixing segments (P): colour endpoints ``mix_a`` /
     ``mix_b`` (P x 3) and spread ``mix_sigma`` (P x 3)."""
 
-    def __init__(self, means, sigmas, shadow_room):
+    def __init__(self, means, sigmas, shadow_room, supports=None):
         self.means = np.asarray(means, np.float32)
         self.sigmas = np.asarray(sigmas, np.float32)
         self.shadow_room = np.asarray(shadow_room, np.float32)
+        # sample indices (into the fitted samples) supporting each material, and each material's light:
+        # the median illumination of its samples relative to the lit surface (negative: it was sampled
+        # in shadow; see set_light)
+        self.supports = supports
+        self.light = np.zeros(self.means.shape[0], np.float32)
+        self.mix_light = np.zeros(0, np.float32)
         self.mix_a = np.zeros((0, 3), np.float32)
         self.mix_b = np.zeros((0, 3), np.float32)
         self.mix_sigma = np.ones((0, 3), np.float32)
+        self.mix_room = np.zeros(0, np.float32)  # darkening each segment tolerates (the smaller of its two)
+        self.line = np.zeros(self.means.shape[0], bool)  # marking materials (rare, elongated; see paint_mask)
+        self.mix_line = np.zeros(0, bool)  # segments with a marking material
+        self.pairs = []
+
+    def set_light(self, sample_illum):
+        """Each material's light from the illumination of the fitted samples (relative to the lit level)."""
+        if self.supports is None:
+            return
+        self.light = np.array([float(np.median(sample_illum[sel])) if np.any(sel) else 0.0
+                               for sel in self.supports], np.float32)
+        self.mix_light = np.array([0.5 * (self.light[i] + self.light[j]) for i, j in self.pairs], np.float32)
 
 
 def _robust(v):
@@ -345,22 +418,35 @@ def _fit_surface(samples, idx, region, cfg):
     for _, _, stats, support in materials:
         weight = np.count_nonzero(support) / float(n)
         lo, hi = np.percentile(coords[support], [5, 95], axis=0)
-        if weight >= cfg.min_material_weight or float(np.max((hi - lo) / span)) >= cfg.min_material_span:
-            kept.append((weight,) + _robust(samples[stats]))
+        spread = float(np.max((hi - lo) / span)) >= cfg.min_material_span
+        if spread or weight >= cfg.compact_material_weight:
+            kept.append((weight,) + _robust(samples[stats]) + (support,))
     if not kept:
-        kept = [(1.0,) + _robust(samples)]
+        kept = [(1.0,) + _robust(samples) + (np.ones(n, bool),)]
     kept = sorted(kept, key=lambda c: -c[0])[:cfg.max_materials]
     means = np.stack([c[1] for c in kept])
     sigmas = np.stack([c[2] for c in kept])
+    # markings: rare materials kept for their spread (a line crossing the region) and materials of a marking
+    # colour (see paint_mask); they explain only marking-shaped parts of the image
+    line = np.array([c[0] < cfg.min_material_weight for c in kept])
+    if cfg.paint:
+        for k in range(1, len(kept)):
+            line[k] |= bool(_marking_colour(means[k, 0] - means[0, 0], means[k, 1] - means[0, 1],
+                                            means[k, 2] - means[0, 2], cfg, np.float32(cfg.paint_chroma)))
+    line[0] = False  # the heaviest material is the surface itself
     # darkening room per material: a shadow below the lit surface (the samples' median luminance)
     # may reach shadow_depth in total, so a material that is itself shadowed tolerates only the rest
     room = np.clip(cfg.shadow_depth - (med[0] - means[:, 0]), 0.0, cfg.shadow_depth)
-    model = _Model(means, sigmas, room)
+    model = _Model(means, sigmas, room, [c[3] for c in kept])
+    model.line = line
     if cfg.mixing and len(kept) > 1:
         pairs = [(i, j) for i in range(len(kept)) for j in range(i + 1, len(kept))]
+        model.pairs = pairs
+        model.mix_line = np.array([bool(line[i] or line[j]) for i, j in pairs])
         model.mix_a = np.array([means[i, :3] for i, _ in pairs], np.float32)
         model.mix_b = np.array([means[j, :3] for _, j in pairs], np.float32)
         model.mix_sigma = np.array([np.maximum(sigmas[i, :3], sigmas[j, :3]) for i, j in pairs], np.float32)
+        model.mix_room = np.array([min(room[i], room[j]) for i, j in pairs], np.float32)
     return model
 
 
@@ -389,21 +475,46 @@ def _capped(a, cap):
     return np.minimum(a, np.float32(1.0)) + np.maximum(a - np.float32(1.0) - cap, np.float32(0.0))
 
 
-def _distances(x, model, cfg):
+def _distances(x, model, cfg, illum=None, line=False):
     """Squared distances of the pixels (x: D x N feature planes) to the surface model.
 
-    Returns ``(d2, d2_colour)`` (N,): the full squared distance in sigmas and its luminance + chroma
-    part, each the minimum over materials and mixing segments (see the module doc).
+    ``illum`` (N,): the illumination level relative to the lit surface (log intensity; negative in
+    shadow). A darkening of the illumination down to ``shadow_depth`` (a cast shadow, with sharp or soft
+    edges) and a brightening up to ``bright_tolerance`` cost at most one sigma, like the local
+    luminance residual's own tolerances; both tolerated darkenings together set the chroma shift a
+    shadow may show (skylight is bluer), for the materials and for the mixing segments alike.
+
+    Returns ``(d2, d2_colour)`` (N,): the full squared distance in sigmas and its illumination +
+    luminance + chroma part, each the minimum over materials and mixing segments (see the module doc).
     """
     lum, c1, c2, tex = x
+    if illum is None:
+        illum = np.zeros_like(lum)
+    s_i = float(_SIGMA_FLOOR[0])
+    ri = illum * np.float32(1.0 / s_i)
+    cap_i = np.where(ri < 0, np.float32(cfg.shadow_depth / s_i), np.float32(cfg.bright_tolerance / s_i))
+    ci = _capped(np.abs(ri), cap_i)
+    d2_ill = ci * ci
+    dark_cap = np.float32(cfg.shadow_depth / s_i)
+
+    def dark_light(light):
+        """Tolerated light difference (log intensity) between a pixel and a material sampled in light
+        ``light``: either may be the one in shadow (a region sampled mostly in a cast shadow)."""
+        return np.clip(np.abs(ri - np.float32(light / s_i)) - np.float32(1.0), np.float32(0.0), dark_cap) * np.float32(s_i)
+
+    bright_cap = np.float32(cfg.bright_tolerance) + np.maximum(-illum, np.float32(0.0))
     d2_best = d2c_best = None
     for k in range(model.means.shape[0]):
+        if bool(model.line[k]) != line:
+            continue
         mu, sig = model.means[k], model.sigmas[k]
         r = (lum - mu[0]) * np.float32(1.0 / sig[0])
-        cap = np.where(r < 0, np.float32(model.shadow_room[k] / sig[0]), np.float32(cfg.bright_tolerance / sig[0]))
-        dark = np.clip(-r - np.float32(1.0), np.float32(0.0), cap) * np.float32(sig[0])  # tolerated darkening
+        # brighter than the local light by up to the light's own shadow darkening: lit surface in a gap of a
+        # shadow (narrower than the illumination window) is no brighter than the lit surface
+        cap = np.where(r < 0, np.float32(model.shadow_room[k] / sig[0]), bright_cap * np.float32(1.0 / sig[0]))
+        dark = np.clip(-r - np.float32(1.0), np.float32(0.0), cap) * np.float32(sig[0]) + dark_light(model.light[k])
         c = _capped(np.abs(r), cap)
-        d2 = c * c
+        d2 = d2_ill + c * c
         tol = dark * np.float32(cfg.shadow_chroma)
         for j, plane in ((1, c1), (2, c2)):
             c = _capped(np.abs(plane - mu[j]) * np.float32(1.0 / sig[j]), tol * np.float32(1.0 / sig[j]))
@@ -415,62 +526,203 @@ def _distances(x, model, cfg):
             c = np.maximum((tex - mu[3]) * np.float32(wt / sig[3]), np.float32(-wt))
             d2 += c * c
         d2_best = d2 if d2_best is None else np.minimum(d2_best, d2)
+    if d2_best is None:  # no material of the kind asked for
+        far = np.full(lum.shape, np.inf, np.float32)
+        d2_best, d2c_best = far, far.copy()
     for p in range(model.mix_a.shape[0]):
-        # nearest point a + t (b - a), t in [0, 1], of the segment between two materials' colours
+        if line or model.mix_line[p]:  # a marking's rims are covered by the marking mask's margin
+            continue
+        # nearest point a + t (b - a), t in [0, 1], of the segment between two materials' colours; the
+        # position along it from the chroma alone when the two differ in chroma (a shadow changes the
+        # luminance, not the mixing), and the luminance residual tolerated like a material's
         a, delta, inv = model.mix_a[p], model.mix_b[p] - model.mix_a[p], np.float32(1.0) / model.mix_sigma[p]
         u = [(plane - a[j]) * inv[j] for j, plane in enumerate((lum, c1, c2))]
         e = delta * inv
-        t = np.clip((u[0] * e[0] + u[1] * e[1] + u[2] * e[2]) * np.float32(1.0 / max(float(e @ e), 1e-12)), 0.0, 1.0)
-        m2 = sum((u[j] - t * e[j]) ** 2 for j in range(3))
+        dims = (1, 2) if float(e[1] ** 2 + e[2] ** 2) >= 1.0 else (0, 1, 2)
+        norm = np.float32(1.0 / max(float(sum(e[j] ** 2 for j in dims)), 1e-12))
+        t = np.clip(sum(u[j] * e[j] for j in dims) * norm, 0.0, 1.0)
+        r = u[0] - t * e[0]
+        room = np.float32(model.mix_room[p]) * inv[0]
+        cap = np.where(r < 0, room, bright_cap * inv[0])
+        light = model.mix_light[p] if model.mix_light.size else 0.0
+        dark = np.clip(-r - np.float32(1.0), np.float32(0.0), cap) / inv[0] + dark_light(light)
+        c = _capped(np.abs(r), cap)
+        m2 = d2_ill + c * c
+        tol = dark * np.float32(cfg.shadow_chroma)
+        for j in (1, 2):
+            c = _capped(np.abs(u[j] - t * e[j]), tol * inv[j])
+            m2 = m2 + c * c
         d2c_best = np.minimum(d2c_best, m2)
         d2_best = np.minimum(d2_best, m2)
     return d2_best, d2c_best
 
 
+# -- painted markings ------------------------------------------------------------------------------
+
+
+_YELLOW = np.array([0.27, -1.1]) / math.hypot(0.27, -1.1)  # chroma direction of yellow paint from grey
+
+
+def _marking_colour(dl, d1, d2, cfg, tol, split=False):
+    """Yellow or white marking colour, from differences to the surface (log luminance residual, log R/G,
+    log B/G), or a mix of one with the surface (thin far lines are mostly rim); see :func:`paint_mask`.
+
+    Yellow: the chroma difference points within 20 degrees of yellow paint's direction from grey (red
+    above green, blue well below) with at least a quarter of full paint's strength, and red not above
+    green by more than 0.6 (the orange of a cone is redder). ``split``: the two masks apart.
+    """
+    mag = np.sqrt(d1 * d1 + d2 * d2)
+    along = d1 * np.float32(_YELLOW[0]) + d2 * np.float32(_YELLOW[1])
+    yellow = (along >= np.float32(0.28)) & (along >= np.float32(math.cos(math.radians(20.0))) * mag) & (d1 <= 0.6)
+    white = (dl >= cfg.bright_tolerance) & (np.abs(d1) <= tol) & (np.abs(d2) <= tol)
+    return (yellow, white) if split else yellow | white
+
+
+def _mix_towards(x, model, k):
+    """Pixels (N,) whose colour lies between the surface's (material 0) and material ``k``'s, at least a
+    quarter of the way, within 3 sigmas of the segment (a marking's rim and its far, thin parts)."""
+    a, b = model.means[0, :3], model.means[k, :3]
+    inv = np.float32(1.0) / np.maximum(model.sigmas[0, :3], model.sigmas[k, :3])
+    e = (b - a) * inv
+    u = [(x[j] - a[j]) * inv[j] for j in range(3)]
+    t = np.clip((u[0] * e[0] + u[1] * e[1] + u[2] * e[2]) * np.float32(1.0 / max(float(e @ e), 1e-12)), 0.0, 1.0)
+    r2 = sum((u[j] - t * e[j]) ** 2 for j in range(3))
+    return (t >= np.float32(0.25)) & (r2 <= np.float32(9.0))
+
+
+def _elongation(part, labels, n, stats, with_width=False):
+    """Per connected-component label 0..n-1: its length (box diagonal) over its mean width (twice the
+    area over the number of boundary pixels): large for lines, bars, arcs and forks of lines, about 1-2
+    for compact shapes. ``with_width``: also return the mean widths."""
+    inner = cv2.erode(part, np.ones((3, 3), np.uint8), borderType=cv2.BORDER_CONSTANT, borderValue=0)
+    boundary = np.bincount(labels[(part > 0) & (inner == 0)], minlength=n).astype(np.float64)
+    area = stats[:, cv2.CC_STAT_AREA].astype(np.float64)
+    width = np.maximum(2.0 * area / np.maximum(boundary, 1.0), 1.0)
+    length = np.hypot(stats[:, cv2.CC_STAT_WIDTH], stats[:, cv2.CC_STAT_HEIGHT]).astype(np.float64)
+    return (length / width, width) if with_width else length / width
+
+
+def paint_mask(planes, model, cfg, illum=None, seen=None, surface_d2=None):
+    """Bool H x W: pixels of painted markings (marking colours, elongated shapes).
+
+    Apron and road markings are yellow (taxi guidance lines) or white (stop bars, stand and road
+    markings): yellow = red above green by 0.1-0.6 and blue below green by at least 0.3 (log ratios,
+    relative to the surface's chroma: not the orange of a cone); white = at least ``bright_tolerance``
+    brighter than the surface with the surface's chroma (within ``paint_chroma``); and ``seen``, the
+    pixels of the marking materials the sampling region showed (rare, spread-out materials: a line
+    crossing it), which likewise explain only marking-shaped parts. Paint is also flat
+    and elongated: a connected paint-coloured part counts when its length (box diagonal) is at least
+    ``paint_elongation`` times its mean width (lines, bars, arcs, hatching stripes), separately for the parts thinner than
+    ``paint_width_px`` working pixels (far lines) and the thicker ones (near lines), so a compact
+    yellow object touching a yellow line stays an object. Rims (a marking mixed with the surface) count
+    from a quarter of the marking's colour on, and one pixel around a marking unless it is darker than
+    a shadow (an object's dark base touching a line). With ``surface`` (bool H x W, pixels the surface model explains)
+    a part must also be bordered by the surface (or by marking colour) for at least half its outline: markings lie on the apron,
+    whereas the white band of a cone or a stripe on a vehicle is bordered by the object. Known limitation: compact markings (stand numbers, arrows'
+    heads) and elongated objects of a marking colour (a yellow strap) are not told apart by shape; where
+    a line widens or crosses another, the widened piece can be compact and is then not explained (the
+    same shape as a small yellow chock lying on the line, which must stay an object).
+    """
+    lum, c1, c2 = planes[0], planes[1], planes[2]
+    mu = model.means[0]
+    tol = np.float32(cfg.paint_chroma)
+    if illum is not None:  # a marking in a cast shadow is bluer, like the shadowed surface
+        tol = tol + np.float32(cfg.shadow_chroma) * np.clip(-illum, np.float32(0.0), np.float32(cfg.shadow_depth))
+    layers = list(_marking_colour(lum - mu[0], c1 - mu[1], c2 - mu[2], cfg, tol, split=True))
+    if seen is not None:  # the colours of markings the sampling region showed
+        layers.append(seen)
+    coloured = np.logical_or.reduce(layers)
+    if not coloured.any():
+        return coloured
+    surface = foreign = None
+    if surface_d2 is not None:  # explained by the surface model; clearly not (twice as far: an object)
+        surface = surface_d2 <= np.float32(cfg.ground_sigmas ** 2)
+        foreign = surface_d2 > np.float32((2.0 * cfg.ground_sigmas) ** 2)
+    # one colour at a time (a marking has one colour: a yellow object beside a white edge stays apart),
+    # the thick parts first, then the thin ones: those around a compact thick part are its rim
+    k = max(1, int(cfg.paint_width_px))
+    kernel = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (k, k))
+    out = np.zeros(coloured.shape, bool)
+    compact = np.zeros(coloured.shape, bool)
+    thin = []
+    for layer in layers:
+        layer = layer.astype(np.uint8)
+        thick = cv2.morphologyEx(layer, cv2.MORPH_OPEN, kernel)
+        marking, solid = _marking_parts(thick, coloured, surface, foreign, cfg)
+        out |= marking
+        compact |= solid
+        thin.append(layer & (1 - thick))
+    compact = cv2.dilate(compact.astype(np.uint8), kernel) > 0
+    for part in thin:
+        out |= _marking_parts(part, coloured, surface, foreign, cfg, compact)[0]
+    # the rim: one pixel around, where the colour mixes marking and surface (never a much darker object part)
+    rim = cv2.dilate(out.astype(np.uint8), np.ones((3, 3), np.uint8)).astype(bool) & (lum - mu[0] >= -cfg.shadow_depth)
+    return out | rim
+
+
+def _marking_parts(part, coloured, surface, foreign, cfg, compact=None):
+    """Bool H x W: the marking-shaped connected parts of ``part`` (uint8), the thick or the thin pixels of
+    one marking colour (see :func:`paint_mask`); thin parts mostly within ``compact`` (around a compact
+    thick part of any colour: an object's rim) are not markings. Also returns the compact parts."""
+    n, labels, stats, _ = cv2.connectedComponentsWithStats(part, connectivity=8)
+    if n <= 1:
+        return np.zeros(part.shape, bool), np.zeros(part.shape, bool)
+    ok = _elongation(part, labels, n, stats) >= cfg.paint_elongation
+    if surface is not None:  # lying on the surface: bordered mostly by surface, hardly by an object
+        ring = cv2.dilate(labels.astype(np.float32), np.ones((3, 3), np.uint8)).astype(np.int32)
+        ring[part > 0] = 0
+        flat = ring.ravel()
+        total = np.maximum(np.bincount(flat, minlength=n).astype(np.float64), 1.0)
+        on = np.bincount(flat, weights=(surface | coloured).ravel().astype(np.float64), minlength=n)
+        off = np.bincount(flat, weights=(foreign & ~coloured).ravel().astype(np.float64), minlength=n)
+        ok &= (on >= 0.5 * total) & (off < 0.25 * total)
+    ok[0] = False
+    if compact is not None:
+        near = np.bincount(labels[compact & (part > 0)], minlength=n)
+        ok &= near < 0.5 * stats[:, cv2.CC_STAT_AREA]  # mostly around a compact part: its outline
+    return ok[labels], (labels > 0) & ~ok[labels]
+
+
 # -- ground envelope --------------------------------------------------------------------------------
 
 
-def _ground_top(good, start, max_gap):
-    """Highest row reached walking up from row ``start`` through ``good`` rows (runs of at most
-    ``max_gap`` bad rows are crossed)."""
-    top, gap = start, 0
-    for y in range(start, -1, -1):
-        if good[y]:
-            top, gap = y, 0
-        else:
-            gap += 1
-            if gap > max_gap:
-                break
-    return top
+def drivable_region(d2_colour, region, cfg):
+    """Bool H x W: the drivable surface seen from the sampling region.
+
+    Pixels within ``ground_sigmas`` of the surface model in colour (shadows included), opened by a 3 x 3
+    square so one-pixel bridges do not connect unrelated surface-coloured structures, and 4-connected
+    to the sampling region. It follows the surface as far as it is visible: a narrow road up to its
+    vanishing point, an open apron up to the horizon, around objects lying on it.
+    """
+    like = (d2_colour <= np.float32(cfg.ground_sigmas ** 2)).astype(np.uint8)
+    opened = cv2.morphologyEx(like, cv2.MORPH_OPEN, np.ones((3, 3), np.uint8))
+    _, labels = cv2.connectedComponents(opened, connectivity=4)
+    seeds = np.unique(labels[region & (opened > 0)])
+    seeds = seeds[seeds > 0]
+    if seeds.size == 0:
+        return region.copy()
+    return np.isin(labels, seeds)
 
 
 def _mask_above_ground(score, d2_colour, region, cfg):
     """NaN above the apron (see the module doc)."""
     h, w = score.shape
-    like = d2_colour <= np.float32(cfg.ground_sigmas ** 2)
+    ground = drivable_region(d2_colour, region, cfg)
     rows = np.flatnonzero(region.any(axis=1))
     start = int(rows[0]) if rows.size else h - 1
     n_bands = max(1, int(round(1.0 / cfg.envelope_window)))
     edges = np.linspace(0, w, n_bands + 1).round().astype(int)
-    max_gap = max(2, int(round(cfg.envelope_gap * h)))
-    tops, centres, spans = [], [], []
-    for b in range(n_bands):
-        x0, x1 = edges[b], edges[b + 1]
-        if x1 > x0:
-            tops.append(_ground_top(like[:, x0:x1].mean(axis=1) >= 0.5, start, max_gap))
-            centres.append(0.5 * (x0 + x1 - 1))
-            spans.append((x0, x1))
-    tops, centres = np.array(tops, np.float64), np.array(centres)
-    # the apron ends at a (nearly straight) horizon: a robust line through the band tops (Theil-Sen
-    # slope, intercept at the lower quartile) stops bands that climb into surface-coloured buildings
-    if tops.size >= 2:
-        i, j = np.triu_indices(tops.size, 1)
-        slope = float(np.median((tops[j] - tops[i]) / (centres[j] - centres[i])))
-        line = slope * centres + float(np.percentile(tops - slope * centres, 75))
-        tops = np.maximum(tops, line - cfg.envelope_trim * h)
-    trim = max(1, int(round(cfg.envelope_trim * h)))  # the horizon's own rows mix sky and ground
+    trim = max(1, int(round(cfg.envelope_trim * h)))
+    horizon = int(round(cfg.horizon * h)) if cfg.horizon >= 0 else -1
     out = score.astype(np.float32, copy=True)
-    for (x0, x1), top in zip(spans, tops):
+    for x0, x1 in zip(edges[:-1], edges[1:]):
+        if x1 <= x0:
+            continue
+        # the band's ground top: the highest row holding at least two drivable-surface pixels of the band
+        ok = np.flatnonzero(np.count_nonzero(ground[:start + 1, x0:x1], axis=1) >= min(2, x1 - x0))
+        top = int(ok[0]) if ok.size else start
+        if horizon >= 0:  # a known horizon: nothing above it is ground, whatever its colour
+            top = max(top, horizon)
         if top > 0:  # a band whose ground reaches the image's top row has no horizon to trim
             out[:int(min(top + trim, start)), x0:x1] = np.nan
     return out
