@@ -4,6 +4,8 @@
 SHELL := /bin/bash
 .SHELLFLAGS := -eo pipefail -c
 PYTEST_ARGS ?=
+# test processes (pytest-xdist): one per core, at most 4 (each gets its own ROS domain, see test/conftest.py)
+TEST_WORKERS ?= $(shell n=$$(nproc 2>/dev/null || echo 1); echo $$(( n < 4 ? n : 4 )))
 ENV := . tools/env.sh &&
 
 DEMO_OUT ?= demo_out
@@ -16,7 +18,7 @@ setup build:
 	@tools/bootstrap.sh
 
 test: build
-	@$(ENV) pytest -ra $(PYTEST_ARGS)
+	@$(ENV) pytest -ra -n $(TEST_WORKERS) $(PYTEST_ARGS)
 
 # the synthetic apron scenario -> s2m replay (weight-free profile) -> scores vs truth, bird's-eye view,
 # overlays in $(DEMO_OUT); then both nodes live over DDS (self-check)

@@ -14,9 +14,14 @@ settings.register_profile("ci", derandomize=True, database=None, print_blob=True
 if os.environ.get("CI"):
     settings.load_profile("ci")
 
-# Loopback only, and a domain of our own so parallel sessions never see each other.
+# Loopback only, and a domain of our own so parallel sessions never see each other; pytest-xdist workers
+# (gw0, gw1, ...) of one run get consecutive domains from the controller's (their parent's) PID.
 os.environ["ROS_AUTOMATIC_DISCOVERY_RANGE"] = "LOCALHOST"
-os.environ.setdefault("ROS_DOMAIN_ID", str(20 + os.getpid() % 80))
+_WORKER = os.environ.get("PYTEST_XDIST_WORKER", "")
+if _WORKER.startswith("gw") and _WORKER[2:].isdigit():
+    os.environ.setdefault("ROS_DOMAIN_ID", str(20 + (os.getppid() % 20) * 4 + int(_WORKER[2:]) % 4))
+else:
+    os.environ.setdefault("ROS_DOMAIN_ID", str(20 + os.getpid() % 80))
 os.environ.setdefault("RMW_IMPLEMENTATION", "rmw_fastrtps_cpp")
 
 REPO = pathlib.Path(__file__).resolve().parents[1]
@@ -53,6 +58,74 @@ def shared_data():
     if not SHARED_DATA.is_dir():
         pytest.skip("../shared/data is absent (real-data tests need it beside the repository)")
     return SHARED_DATA
+
+
+ESPNET_PTH = "weights/espnet_p2_q8_cityscapes/decoder/espnet_p_2_q_8.pth"
+
+
+def _once_per_run(tmp_path_factory, name, make):
+    """``make(folder) -> JSON-able result``, computed once per test run: in a folder shared by the
+    pytest-xdist workers of this run (under a file lock), or this session's own without xdist."""
+    import json
+
+    from filelock import FileLock
+
+    base = tmp_path_factory.getbasetemp()
+    if os.environ.get("PYTEST_XDIST_WORKER"):
+        base = base.parent  # the run's folder, shared by its workers
+    folder = base / ("once-" + name)
+    done = folder / "result.json"
+    with FileLock(str(base / ("once-%s.lock" % name))):
+        if not done.is_file():
+            folder.mkdir(parents=True, exist_ok=True)
+            done.write_text(json.dumps(make(folder)))
+    return json.loads(done.read_text())
+
+
+@pytest.fixture(scope="session")
+def espnet_export(tmp_path_factory):
+    """The published ESPNet Cityscapes weights exported once per run through `s2m export espnet`
+    (with its ONNX Runtime vs torch parity check): ``{"path": ..., "stdout": ...}``."""
+    if not SHARED_DATA.is_dir():
+        pytest.skip("../shared/data is absent (real-data tests need it beside the repository)")
+
+    def make(folder):
+        import contextlib
+        import io
+
+        from s2m_ros.export import segnet
+
+        out, buf = folder / "espnet.onnx", io.StringIO()
+        with contextlib.redirect_stdout(buf):
+            rc = segnet.main(["espnet", "--weights", str(SHARED_DATA / ESPNET_PTH), "--out", str(out)])
+        assert rc == 0, buf.getvalue()
+        return {"path": str(out), "stdout": buf.getvalue()}
+
+    return _once_per_run(tmp_path_factory, "espnet", make)
+
+
+@pytest.fixture(scope="session")
+def mobilesam_export(tmp_path_factory):
+    """MobileSAM with random weights (checkpoint seed 0) exported once per run through
+    `s2m export mobilesam` (with its parity check): ``{"ckpt", "enc", "dec", "report"}``."""
+
+    def make(folder):
+        import contextlib
+        import io
+        import json
+
+        from s2m_ros.export import mobilesam as ex
+
+        ckpt = ex.random_checkpoint(str(folder / "mobile_sam.pt"), seed=0)
+        buf = io.StringIO()
+        with contextlib.redirect_stdout(buf):
+            rc = ex.main(["--checkpoint", ckpt, "--out-dir", str(folder / "models")])
+        assert rc == 0, buf.getvalue()
+        text = buf.getvalue()
+        report = json.loads(text[:text.rindex("}") + 1])
+        return {"ckpt": ckpt, "enc": report["encoder"], "dec": report["decoder"], "report": report}
+
+    return _once_per_run(tmp_path_factory, "mobilesam", make)
 
 
 @pytest.fixture

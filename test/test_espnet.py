@@ -5,10 +5,9 @@ Each ONNX model is exported once per module (cached in a tmp_path_factory folder
 bring-your-own-ONNX tests build tiny torch models here, export them and check the scorer against
 values computed independently with numpy.
 """
-import contextlib
 import dataclasses
-import io
 import json
+import pathlib
 
 import cv2
 import numpy as np
@@ -48,10 +47,10 @@ THREADS = 1  # torch and ONNX Runtime: single-threaded runs stay fast when the C
 class _Cache:
     """Per-module cache of loaded torch models and exported ONNX files."""
 
-    def __init__(self, folder):
+    def __init__(self, folder, espnet_export):
         self.folder = folder
         self.models = {}
-        self.exports = {}
+        self.exports = {"espnet": (pathlib.Path(espnet_export["path"]), {"stdout": espnet_export["stdout"]})}
 
     def model(self, arch, data):
         if arch not in self.models:
@@ -60,24 +59,18 @@ class _Cache:
         return self.models[arch]
 
     def onnx(self, arch, data):
-        """Export through the command line (espnet) or export_onnx (espnetv2); returns (path, info)."""
+        """The command line's export (espnet, shared by the run: conftest.espnet_export) or export_onnx
+        (espnetv2); returns (path, info)."""
         if arch not in self.exports:
             out = self.folder / ("%s.onnx" % arch)
-            if arch == "espnet":
-                buf = io.StringIO()
-                with contextlib.redirect_stdout(buf):
-                    rc = segnet.main(["espnet", "--weights", str(data / WEIGHTS[arch]), "--out", str(out)])
-                assert rc == 0
-                self.exports[arch] = (out, {"stdout": buf.getvalue()})
-            else:
-                info = segnet.export_onnx(arch, data / WEIGHTS[arch], out, model=self.model(arch, data))
-                self.exports[arch] = (out, info)
+            info = segnet.export_onnx(arch, data / WEIGHTS[arch], out, model=self.model(arch, data))
+            self.exports[arch] = (out, info)
         return self.exports[arch]
 
 
 @pytest.fixture(scope="module")
-def cache(tmp_path_factory):
-    return _Cache(tmp_path_factory.mktemp("segnet"))
+def cache(tmp_path_factory, espnet_export):
+    return _Cache(tmp_path_factory.mktemp("segnet"), espnet_export)
 
 
 def _reference_input(arch, image_bgr):

@@ -115,11 +115,8 @@ def test_bad_dataset_is_a_clear_error(tmp_path, capsys):
     assert "s2m eval:" in capsys.readouterr().err
 
 
-def test_real_roadanomaly_frames_espnet_threshold(shared_data, tmp_path):
-    from s2m_ros.export.segnet import export_onnx
-
-    model = tmp_path / "espnet.onnx"
-    export_onnx("espnet", str(shared_data / "weights/espnet_p2_q8_cityscapes/decoder/espnet_p_2_q_8.pth"), str(model))
+def test_real_roadanomaly_frames_espnet_threshold(shared_data, espnet_export, tmp_path):
+    model = espnet_export["path"]
     out = tmp_path / "e.json"
     assert eval_cli.main(["--dataset", str(shared_data / "roadanomaly"), "--limit", "4", "--profile",
                           "espnet+grabcut", "--scorer-model", str(model), "--json", str(out), "--threads", "2"]) == 0

@@ -4,9 +4,6 @@ upsampling, coordinate transforms, and the ONNX Runtime segmenter against the or
 Random weights (seeded), saved and loaded like the public ``mobile_sam.pt``: the numbers are
 meaningless as masks but exercise every operation of the real model.
 """
-import contextlib
-import io
-import json
 import math
 
 import numpy as np
@@ -28,18 +25,10 @@ H, W = 180, 320  # a small 16:9 frame keeps the tests fast
 
 
 @pytest.fixture(scope="module")
-def exported(tmp_path_factory):
+def exported(mobilesam_export):
     """Random-weight checkpoint -> CLI export (with its parity check) -> paths, report, torch model."""
-    d = tmp_path_factory.mktemp("mobilesam")
-    ckpt = ex.random_checkpoint(str(d / "mobile_sam.pt"), seed=0)
-    out = io.StringIO()
-    with contextlib.redirect_stdout(out):
-        rc = ex.main(["--checkpoint", ckpt, "--out-dir", str(d / "models")])
-    assert rc == 0
-    text = out.getvalue()
-    report = json.loads(text[:text.rindex("}") + 1])
-    sam = ex.build_mobilesam(ckpt)
-    return {"ckpt": ckpt, "enc": report["encoder"], "dec": report["decoder"], "report": report, "sam": sam}
+    sam = ex.build_mobilesam(mobilesam_export["ckpt"])
+    return dict(mobilesam_export, sam=sam)
 
 
 @pytest.fixture(scope="module")

@@ -14,30 +14,14 @@ from s2m_ros.cli import segment as segment_cli
 from s2m_ros.sim.still import render_apron
 from s2m_ros.segmentation.pipeline import PipelineConfig, S2MPipeline
 
-ESPNET_PTH = "weights/espnet_p2_q8_cityscapes/decoder/espnet_p_2_q_8.pth"
+@pytest.fixture(scope="module")
+def espnet_onnx(espnet_export):
+    return espnet_export["path"]
 
 
 @pytest.fixture(scope="module")
-def espnet_onnx(tmp_path_factory):
-    from conftest import SHARED_DATA as shared_data
-    from s2m_ros.export.segnet import export_onnx
-
-    if not shared_data.is_dir():
-        pytest.skip("../shared/data is absent (real-data tests need it beside the repository)")
-
-    out = tmp_path_factory.mktemp("espnet") / "espnet.onnx"
-    export_onnx("espnet", str(shared_data / ESPNET_PTH), str(out))
-    return str(out)
-
-
-@pytest.fixture(scope="module")
-def mobilesam_onnx(tmp_path_factory):
-    import torch
-
-    from s2m_ros.export.mobilesam import export_mobilesam
-
-    torch.manual_seed(0)
-    return export_mobilesam(None, str(tmp_path_factory.mktemp("msam")))
+def mobilesam_onnx(mobilesam_export):
+    return mobilesam_export["enc"], mobilesam_export["dec"]
 
 
 def _check_result(res, w, h):

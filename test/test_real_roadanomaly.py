@@ -23,22 +23,13 @@ pytest.importorskip("onnxruntime")
 
 from s2m_ros.eval.metrics import PixelMetricAccumulator  # noqa: E402
 from s2m_ros.segmentation.scores import score_from_logits  # noqa: E402
-from s2m_ros.export.segnet import export_onnx  # noqa: E402
 from s2m_ros.segmentation.model_scorer import ModelScorer, config_for_model  # noqa: E402
 
-WEIGHTS = "weights/espnet_p2_q8_cityscapes/decoder/espnet_p_2_q_8.pth"
 REFERENCE = {"auroc": 0.529, "ap": 0.102, "fpr95": 0.861}
 
 
-@pytest.fixture(scope="module")
-def onnx_folder(tmp_path_factory):
-    return tmp_path_factory.mktemp("espnet_real")
-
-
-def test_espnet_msp_pixel_ap_roadanomaly(shared_data, onnx_folder):
-    path = onnx_folder / "espnet.onnx"
-    if not path.exists():
-        export_onnx("espnet", shared_data / WEIGHTS, path)
+def test_espnet_msp_pixel_ap_roadanomaly(shared_data, espnet_export):
+    path = espnet_export["path"]
     scorer = ModelScorer(config_for_model(path), threads=2)
     root = shared_data / "roadanomaly"
     names = json.loads((root / "frame_list.json").read_text())
