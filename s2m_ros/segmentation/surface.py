@@ -180,11 +180,10 @@ class SurfaceScorer:
         if idx.size < _N_FEATURES + 2:
             return np.zeros((h, w), np.float32)
         x = planes[:_N_FEATURES].reshape(_N_FEATURES, -1)
-        model = _fit_surface(np.ascontiguousarray(x[:, idx].T), idx, region, cfg)
         # illumination relative to the lit surface: the sampling region's brightly lit level
         illum = planes[_N_FEATURES].reshape(-1)
         illum = illum - np.float32(np.percentile(illum[idx], _LIT_PERCENTILE))
-        model.set_light(illum[idx])
+        model = _fit_surface(np.ascontiguousarray(x[:, idx].T), idx, region, cfg, illum[idx])
         d2, d2_colour = _distances(x, model, cfg, illum)
         if cfg.paint:  # painted markings: explained like a material where their shape says marking
             seen = None
@@ -338,31 +337,20 @@ class _Model:
     darkening each may still show as a shadow. Mixing segments (P): colour endpoints ``mix_a`` /
     ``mix_b`` (P x 3) and spread ``mix_sigma`` (P x 3)."""
 
-    def __init__(self, means, sigmas, shadow_room, supports=None):
+    def __init__(self, means, sigmas, shadow_room, light):
         self.means = np.asarray(means, np.float32)
         self.sigmas = np.asarray(sigmas, np.float32)
         self.shadow_room = np.asarray(shadow_room, np.float32)
-        # sample indices (into the fitted samples) supporting each material, and each material's light:
-        # the median illumination of its samples relative to the lit surface (negative: it was sampled
-        # in shadow; see set_light)
-        self.supports = supports
-        self.light = np.zeros(self.means.shape[0], np.float32)
-        self.mix_light = np.zeros(0, np.float32)
+        # each material's light: the median illumination of its samples relative to the lit surface
+        # (negative: it was sampled in shadow)
+        self.light = np.asarray(light, np.float32)
+        self.mix_light = np.zeros(0, np.float32)  # the mean light of each segment's two materials
         self.mix_a = np.zeros((0, 3), np.float32)
         self.mix_b = np.zeros((0, 3), np.float32)
         self.mix_sigma = np.ones((0, 3), np.float32)
         self.mix_room = np.zeros(0, np.float32)  # darkening each segment tolerates (the smaller of its two)
         self.line = np.zeros(self.means.shape[0], bool)  # marking materials (rare, elongated; see paint_mask)
         self.mix_line = np.zeros(0, bool)  # segments with a marking material
-        self.pairs = []
-
-    def set_light(self, sample_illum):
-        """Each material's light from the illumination of the fitted samples (relative to the lit level)."""
-        if self.supports is None:
-            return
-        self.light = np.array([float(np.median(sample_illum[sel])) if np.any(sel) else 0.0
-                               for sel in self.supports], np.float32)
-        self.mix_light = np.array([0.5 * (self.light[i] + self.light[j]) for i, j in self.pairs], np.float32)
 
 
 def _robust(v):
@@ -373,8 +361,9 @@ def _robust(v):
     return mu, np.sqrt(sd * sd + floor * floor)
 
 
-def _fit_surface(samples, idx, region, cfg):
-    """Materials of the sampling region (N x D samples at flat indices ``idx``) and mixing segments."""
+def _fit_surface(samples, idx, region, cfg, sample_illum):
+    """Materials of the sampling region (N x D samples at flat indices ``idx``, illumination
+    ``sample_illum`` (N,) relative to the lit surface) and mixing segments."""
     n = samples.shape[0]
     med = np.median(samples, axis=0)
     scale = np.maximum(np.float32(1.4826) * np.median(np.abs(samples - med), axis=0), _SIGMA_FLOOR)
@@ -437,11 +426,12 @@ def _fit_surface(samples, idx, region, cfg):
     # darkening room per material: a shadow below the lit surface (the samples' median luminance)
     # may reach shadow_depth in total, so a material that is itself shadowed tolerates only the rest
     room = np.clip(cfg.shadow_depth - (med[0] - means[:, 0]), 0.0, cfg.shadow_depth)
-    model = _Model(means, sigmas, room, [c[3] for c in kept])
+    light = [float(np.median(sample_illum[c[3]])) for c in kept]  # supports are never empty (>= 3 samples)
+    model = _Model(means, sigmas, room, light)
     model.line = line
     if cfg.mixing and len(kept) > 1:
         pairs = [(i, j) for i in range(len(kept)) for j in range(i + 1, len(kept))]
-        model.pairs = pairs
+        model.mix_light = np.array([0.5 * (light[i] + light[j]) for i, j in pairs], np.float32)
         model.mix_line = np.array([bool(line[i] or line[j]) for i, j in pairs])
         model.mix_a = np.array([means[i, :3] for i, _ in pairs], np.float32)
         model.mix_b = np.array([means[j, :3] for _, j in pairs], np.float32)
@@ -475,7 +465,7 @@ def _capped(a, cap):
     return np.minimum(a, np.float32(1.0)) + np.maximum(a - np.float32(1.0) - cap, np.float32(0.0))
 
 
-def _distances(x, model, cfg, illum=None, line=False):
+def _distances(x, model, cfg, illum, line=False):
     """Squared distances of the pixels (x: D x N feature planes) to the surface model.
 
     ``illum`` (N,): the illumination level relative to the lit surface (log intensity; negative in
@@ -488,8 +478,6 @@ def _distances(x, model, cfg, illum=None, line=False):
     luminance + chroma part, each the minimum over materials and mixing segments (see the module doc).
     """
     lum, c1, c2, tex = x
-    if illum is None:
-        illum = np.zeros_like(lum)
     s_i = float(_SIGMA_FLOOR[0])
     ri = illum * np.float32(1.0 / s_i)
     cap_i = np.where(ri < 0, np.float32(cfg.shadow_depth / s_i), np.float32(cfg.bright_tolerance / s_i))
@@ -544,8 +532,7 @@ def _distances(x, model, cfg, illum=None, line=False):
         r = u[0] - t * e[0]
         room = np.float32(model.mix_room[p]) * inv[0]
         cap = np.where(r < 0, room, bright_cap * inv[0])
-        light = model.mix_light[p] if model.mix_light.size else 0.0
-        dark = np.clip(-r - np.float32(1.0), np.float32(0.0), cap) / inv[0] + dark_light(light)
+        dark = np.clip(-r - np.float32(1.0), np.float32(0.0), cap) / inv[0] + dark_light(model.mix_light[p])
         c = _capped(np.abs(r), cap)
         m2 = d2_ill + c * c
         tol = dark * np.float32(cfg.shadow_chroma)
