@@ -95,11 +95,15 @@ def test_topics_types_and_qos(start_node, share, probe):
     node = probe.node
 
     def graph_ready():
-        return (node.get_subscriptions_info_by_topic("/image") and node.get_publishers_info_by_topic("/ood/masks")
-                and node.get_subscriptions_info_by_topic("/points")
+        # Exactly one of each: a node of an earlier test that ended uncleanly stays in the DDS graph
+        # until its participant lease expires (Fast DDS default 20 s), so wait for the graph to settle.
+        return (len(node.get_subscriptions_info_by_topic("/image")) == 1
+                and len(node.get_publishers_info_by_topic("/ood/masks")) == 1
+                and len(node.get_subscriptions_info_by_topic("/points")) == 1
+                and len(node.get_publishers_info_by_topic("/obstacles")) == 1
                 and [s.node_name for s in node.get_subscriptions_info_by_topic("/ood/masks")] == ["fusion_node"])
 
-    assert probe.spin_until(graph_ready)
+    assert probe.spin_until(graph_ready, timeout=40.0)
     image_sub = node.get_subscriptions_info_by_topic("/image")[0]
     assert image_sub.topic_type == "sensor_msgs/msg/Image"
     assert image_sub.qos_profile.reliability == ReliabilityPolicy.BEST_EFFORT
