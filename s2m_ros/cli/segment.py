@@ -60,7 +60,7 @@ def add_pipeline_arguments(parser):
     parser.add_argument("--profile", help="<scorer>+<segmenter>, e.g. surface+grabcut (default), espnet+grabcut")
     parser.add_argument("--config", help="pipeline YAML (keys of PipelineConfig, optionally under 'pipeline:')")
     parser.add_argument("--scorer-model", help="scorer ONNX file (profiles espnet, espnetv2, onnx)")
-    parser.add_argument("--score", help="score method: msp, maxlogit, entropy, energy, sml, score_map")
+    parser.add_argument("--score", help="score method: msp, maxlogit, entropy, energy, sml, score_map; rba (mask-classification models)")
     parser.add_argument("--encoder", help="MobileSAM encoder ONNX (profiles *+mobilesam)")
     parser.add_argument("--decoder", help="MobileSAM decoder ONNX (profiles *+mobilesam)")
     parser.add_argument("--backend", choices=("onnxruntime", "tensorrt"))

@@ -9,7 +9,12 @@ A :class:`ScorerConfig` says how to feed the model and read it:
 * output: ``output`` (name or index) is either per-class ``logits`` (1xCxhxw or Cxhxw) turned
   into a score by ``method`` (:func:`s2m_ros.segmentation.scores.score_from_logits`, over the
   ``id_channels`` in-distribution classes), or already a ``score`` map (1xhxw, 1x1xhxw or hxw)
-  used as is (negated when ``invert``: for maps where higher = normal). The output may have a
+  used as is (negated when ``invert``: for maps where higher = normal), or, for
+  ``mask_classification`` models (Mask2Former / Mask2Anomaly form), the per-query class logits
+  (``output``: 1xQxC or QxC, last class "no object") read together with the per-query mask logits
+  (``mask_output``: 1xQxhxw or Qxhxw) by
+  :func:`s2m_ros.segmentation.scores.mask_classification_score` (``method`` msp, maxlogit or rba).
+  The output may have a
   lower resolution than the input (e.g. stride 8); :meth:`ModelScorer.score` returns the map at
   the model's output resolution and the caller resizes (:func:`resize_score`).
 
@@ -39,11 +44,12 @@ from typing import Optional, Sequence, Union
 import cv2
 import numpy as np
 
-from s2m_ros.segmentation.scores import SMLStats, resize_score, score_from_logits, smooth  # noqa: F401 (resize_score re-exported)
+from s2m_ros.segmentation.scores import (MASK_CLASSIFICATION_METHODS, SMLStats, mask_classification_score,  # noqa: F401
+                                         resize_score, score_from_logits, smooth)  # (resize_score re-exported)
 from s2m_ros.inference.backend import create_session
 
 METHODS = ("msp", "maxlogit", "entropy", "energy", "sml")
-OUTPUT_KINDS = ("logits", "score")
+OUTPUT_KINDS = ("logits", "score", "mask_classification")
 CHANNEL_ORDERS = ("bgr", "rgb")
 INTERPOLATIONS = {"area": cv2.INTER_AREA, "linear": cv2.INTER_LINEAR, "nearest": cv2.INTER_NEAREST}
 DEFAULT_HINT = "s2m export espnet --weights espnet_p_2_q_8.pth --out %s"
@@ -73,7 +79,8 @@ class ScorerConfig:
     mean: Sequence[float] = (0.0, 0.0, 0.0)  # after scale, in the model's channel order
     std: Sequence[float] = (1.0, 1.0, 1.0)
     output: Union[str, int] = 0  # output name or index
-    output_kind: str = "logits"  # 'logits' (per class) or 'score' (one map)
+    output_kind: str = "logits"  # 'logits' (per class), 'score' (one map) or 'mask_classification'
+    mask_output: Union[str, int] = 1  # mask_classification: the per-query mask logits (name or index)
     # In-distribution channels of a logits output: None = all, an int N = the first N, or indices.
     id_channels: Optional[Union[int, Sequence[int]]] = None
     method: str = "msp"
@@ -111,6 +118,13 @@ class ScorerConfig:
             bad("output", "expected an output name or index")
         if self.output_kind == "logits" and self.method not in METHODS:
             bad("method", "expected one of %s" % ", ".join(METHODS))
+        if self.output_kind == "mask_classification":
+            if self.method not in MASK_CLASSIFICATION_METHODS:
+                bad("method", "a mask_classification model takes one of %s" % ", ".join(MASK_CLASSIFICATION_METHODS))
+            if not isinstance(self.mask_output, (str, int, np.integer)) or isinstance(self.mask_output, bool):
+                bad("mask_output", "expected an output name or index")
+            if self.mask_output == self.output:
+                bad("mask_output", "must differ from scorer.output (the class logits)")
         if self.method == "sml" and self.output_kind == "logits" and not self.sml_stats:
             raise ScorerConfigError("scorer.method='sml' needs scorer.sml_stats (fit them with `s2m fit-sml`)")
         if not (np.isfinite(self.temperature) and self.temperature > 0):
@@ -220,7 +234,7 @@ class ModelScorer:
         self._check_output()
         self._channels = config.channel_index()
         stem = os.path.splitext(os.path.basename(str(config.model)))[0]
-        self.name = "%s/%s" % (stem, config.method if config.output_kind == "logits" else "score")
+        self.name = "%s/%s" % (stem, "score" if config.output_kind == "score" else config.method)
 
     # ------------------------------------------------------------------ start-up checks
     def _check_input(self):
@@ -257,23 +271,28 @@ class ModelScorer:
                 self.config.model, self.input_name, itype))
         self._input_dtype = np.float16 if itype == "tensor(float16)" else np.float32
 
-    def _check_output(self):
+    def _resolve_output(self, out, key="output"):
         s, cfg = self.session, self.config
-        out = cfg.output
         if isinstance(out, str):
             if out not in s.output_names:
                 if out == "logits" and len(s.output_names) == 1:
-                    out = s.output_names[0]  # a single-output model, whatever its output is called
-                else:
-                    raise ScorerConfigError("%s has no output %r (outputs: %s)" % (cfg.model, out, s.output_names))
-        else:
-            if not 0 <= int(out) < len(s.output_names):
-                raise ScorerConfigError("%s has %d output(s); scorer.output=%d is out of range" % (
-                    cfg.model, len(s.output_names), int(out)))
-            out = s.output_names[int(out)]
-        self.output_name = out
+                    return s.output_names[0]  # a single-output model, whatever its output is called
+                raise ScorerConfigError("%s has no output %r (scorer.%s; outputs: %s)" % (
+                    cfg.model, out, key, s.output_names))
+            return out
+        if not 0 <= int(out) < len(s.output_names):
+            raise ScorerConfigError("%s has %d output(s); scorer.%s=%d is out of range" % (
+                cfg.model, len(s.output_names), key, int(out)))
+        return s.output_names[int(out)]
+
+    def _check_output(self):
+        s, cfg = self.session, self.config
+        out = self.output_name = self._resolve_output(cfg.output)
         shape = getattr(s, "output_shapes", {}).get(out)
         self.output_shape = shape
+        if cfg.output_kind == "mask_classification":
+            self._check_mask_classification_outputs()
+            return
         if shape is None:
             return  # backend cannot tell; checked on the first frame
         dims = [_dim(d) for d in shape]
@@ -293,6 +312,60 @@ class ModelScorer:
                 cfg.model, out, shape))
         if channels is not None:
             self._check_channels(channels)
+
+    def _check_mask_classification_outputs(self, cls_shape=None, mask_shape=None):
+        """Class logits 1xQxC / QxC and mask logits 1xQxhxw / Qxhxw with the same Q (unknown dims pass;
+        called again with the real shapes on every frame)."""
+        s, cfg = self.session, self.config
+        if cls_shape is None:
+            self.mask_output_name = self._resolve_output(cfg.mask_output, "mask_output")
+            if self.mask_output_name == self.output_name:
+                raise ScorerConfigError("scorer.output and scorer.mask_output both name %r" % self.output_name)
+            cls_shape = getattr(s, "output_shapes", {}).get(self.output_name)
+            mask_shape = getattr(s, "output_shapes", {}).get(self.mask_output_name)
+        cls = None if cls_shape is None else [_dim(d) for d in cls_shape]
+        masks = None if mask_shape is None else [_dim(d) for d in mask_shape]
+        if cls is not None:
+            if len(cls) == 3 and cls[0] in (None, 1):
+                cls = cls[1:]
+            if len(cls) != 2:
+                raise ScorerConfigError("%s output %r has shape %s; class logits must be 1xQxC or QxC" % (
+                    cfg.model, self.output_name, list(cls_shape)))
+        if masks is not None:
+            if len(masks) == 4 and masks[0] in (None, 1):
+                masks = masks[1:]
+            if len(masks) != 3:
+                raise ScorerConfigError("%s output %r has shape %s; mask logits must be 1xQxhxw or Qxhxw" % (
+                    cfg.model, self.mask_output_name, list(mask_shape)))
+        if cls is not None and masks is not None and None not in (cls[0], masks[0]) and cls[0] != masks[0]:
+            raise ScorerConfigError("%s: %d queries of class logits (%r) but %d of mask logits (%r)" % (
+                cfg.model, cls[0], self.output_name, masks[0], self.mask_output_name))
+        if cls is not None and cls[1] is not None:
+            channels = cls[1]
+            if channels < 2:
+                raise ScorerConfigError("%s output %r has %d classes; expected the known classes + 'no object'" % (
+                    cfg.model, self.output_name, channels))
+            ids = cfg.id_channels
+            if isinstance(ids, (int, np.integer)) and ids > channels - 1:
+                raise ScorerConfigError("scorer.id_channels=%d but %s has %d known classes (+ 'no object')" % (
+                    ids, cfg.model, channels - 1))
+            if ids is not None and not isinstance(ids, (int, np.integer)) and max(int(i) for i in ids) >= channels:
+                raise ScorerConfigError("scorer.id_channels=%s indexes past the %d classes of %s" % (
+                    list(ids), channels, cfg.model))
+
+    def mask_classification_outputs(self, image_bgr):
+        """(class logits Q x C, mask logits Q x h x w) float32 for one frame (mask_classification models)."""
+        if self.config.output_kind != "mask_classification":
+            raise ScorerConfigError("%s is not configured as a 'mask_classification' model" % self.name)
+        outs = self.session.run({self.input_name: self.preprocess(image_bgr)})
+        cls = np.asarray(outs[self.output_name], dtype=np.float32)
+        masks = np.asarray(outs[self.mask_output_name], dtype=np.float32)
+        self._check_mask_classification_outputs(cls.shape, masks.shape)
+        cls = cls[0] if cls.ndim == 3 else cls
+        masks = masks[0] if masks.ndim == 4 else masks
+        self._require_finite(cls)
+        self._require_finite(masks)
+        return cls, masks
 
     def _check_channels(self, channels):
         cfg = self.config
@@ -321,7 +394,10 @@ class ModelScorer:
         return prepare_input(image_bgr, self.config, self.input_size, self._input_dtype)
 
     def raw_output(self, image_bgr):
-        """The selected model output for one frame, batch dimension removed (float32)."""
+        """The selected model output for one frame, batch dimension removed (float32); the class
+        logits (Q x C) of a mask_classification model."""
+        if self.config.output_kind == "mask_classification":
+            return self.mask_classification_outputs(image_bgr)[0]
         out = self.session.run({self.input_name: self.preprocess(image_bgr)})[self.output_name]
         out = np.asarray(out, dtype=np.float32)
         if self.config.output_kind == "logits":
@@ -369,7 +445,10 @@ class ModelScorer:
         Raises :class:`NonFiniteOutputError` when the model output used holds NaN/inf.
         """
         cfg = self.config
-        if cfg.output_kind == "score":
+        if cfg.output_kind == "mask_classification":
+            cls, masks = self.mask_classification_outputs(image_bgr)
+            s = mask_classification_score(cls, masks, cfg.method, self._channels)
+        elif cfg.output_kind == "score":
             out = self.raw_output(image_bgr)
             self._require_finite(out)
             s = score_from_logits(out, "score_map", invert=cfg.invert)

@@ -61,7 +61,7 @@ class PipelineConfig:
     threads: int = 0  # intra-op threads of the model runtimes (0 = runtime default)
     # scorer model (espnet / espnetv2 / onnx) and how its output becomes a score
     scorer_model: str = ""
-    score_method: str = "msp"  # msp | maxlogit | entropy | energy | sml | score_map
+    score_method: str = "msp"  # msp | maxlogit | entropy | energy | sml | score_map; rba (mask classification)
     sml_stats: str = ""  # JSON from `s2m fit-sml`, for score_method sml
     smooth_sigma: float = 0.0  # Gaussian smoothing of the score map (scorer pixels)
     scorer: Dict[str, Any] = field(default_factory=dict)  # ScorerConfig overrides (profile onnx)

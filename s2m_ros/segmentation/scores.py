@@ -206,6 +206,50 @@ def score_from_logits(logits, method, id_channels=None, temperature=1.0, normali
     return smooth(np.asarray(out, dtype=np.float32), sigma)
 
 
+MASK_CLASSIFICATION_METHODS = ("msp", "maxlogit", "rba")
+
+
+def mask_classification_score(class_logits, mask_logits, method="msp", id_channels=None):
+    """Anomaly map of a mask-classification model (Mask2Former / Mask2Anomaly output form).
+
+    ``class_logits``: (Q, C) per-query class logits whose last class is "no object" (Mask2Former's
+    convention); ``mask_logits``: (Q, h, w) per-query mask logits. ``id_channels`` selects the
+    in-distribution classes among the C (None = all but the last). With ``p = softmax(class_logits)``
+    and ``m = sigmoid(mask_logits)``, the per-pixel class map is ``P_c = sum_q p_qc m_q`` and:
+
+    * ``msp``: ``1 - max_c P_c`` (Mask2Anomaly's inference score);
+    * ``maxlogit``: ``-max_c L_c`` with ``L_c = sum_q l_qc m_q`` over the raw class logits;
+    * ``rba``: ``-sum_c tanh(L_c)`` (Rejected by All: a pixel no known class claims scores high).
+
+    Returns an (h, w) float32 map, higher = more anomalous.
+    """
+    if method not in MASK_CLASSIFICATION_METHODS:
+        raise ValueError("unknown mask-classification method %r (known: %s)" % (
+            method, ", ".join(MASK_CLASSIFICATION_METHODS)))
+    cls = np.asarray(class_logits, dtype=np.float64)
+    masks = np.asarray(mask_logits, dtype=np.float32)
+    if cls.ndim != 2 or cls.shape[1] < 2:
+        raise ValueError("class logits must be (Q, C) with C >= 2, got %s" % (cls.shape,))
+    if masks.ndim != 3 or masks.shape[0] != cls.shape[0]:
+        raise ValueError("mask logits must be (Q, h, w) with Q = %d queries, got %s" % (cls.shape[0], masks.shape))
+    ids = slice(0, cls.shape[1] - 1) if id_channels is None else id_channels
+    if method == "msp":
+        z = np.exp(cls - cls.max(axis=1, keepdims=True))
+        weights = (z / z.sum(axis=1, keepdims=True))[:, ids]
+    else:
+        weights = cls[:, ids]
+    sig = 0.5 * (1.0 + np.tanh(0.5 * masks))  # sigmoid without overflow warnings
+    q, h, w = sig.shape
+    per_class = (weights.T.astype(np.float32) @ sig.reshape(q, h * w)).reshape(-1, h, w)
+    if method == "msp":
+        out = 1.0 - per_class.max(axis=0)
+    elif method == "maxlogit":
+        out = -per_class.max(axis=0)
+    else:
+        out = -np.tanh(per_class).sum(axis=0)
+    return np.asarray(out, dtype=np.float32)
+
+
 def mann_whitney_auc(pos, neg):
     """P(pos > neg) + 0.5 P(pos == neg) (Mann-Whitney U / (n m)) from non-empty ascending-sorted arrays."""
     below = np.searchsorted(neg, pos, side="left")
