@@ -214,6 +214,14 @@ def _dim(d):
     return int(d) if isinstance(d, (int, np.integer)) and int(d) > 0 else None
 
 
+def _unbatched(dims, rank):
+    """``dims`` without a leading batch dimension of 1 (or unknown) when it has ``rank + 1`` entries;
+    None when the result does not have ``rank`` entries."""
+    if len(dims) == rank + 1 and dims[0] in (None, 1):
+        dims = dims[1:]
+    return list(dims) if len(dims) == rank else None
+
+
 class ModelScorer:
     """Runs an ONNX model on BGR frames and turns its output into an anomaly score map.
 
@@ -291,7 +299,10 @@ class ModelScorer:
         shape = getattr(s, "output_shapes", {}).get(out)
         self.output_shape = shape
         if cfg.output_kind == "mask_classification":
-            self._check_mask_classification_outputs()
+            self.mask_output_name = self._resolve_output(cfg.mask_output, "mask_output")
+            if self.mask_output_name == out:
+                raise ScorerConfigError("scorer.output and scorer.mask_output both name %r" % out)
+            self._check_mask_classification_outputs(shape, getattr(s, "output_shapes", {}).get(self.mask_output_name))
             return
         if shape is None:
             return  # backend cannot tell; checked on the first frame
@@ -303,38 +314,26 @@ class ModelScorer:
                 raise ScorerConfigError("%s output %r has shape %s; a 'score' output must be HxW, 1xHxW or 1x1xHxW"
                                         % (cfg.model, out, shape))
             return
-        if len(dims) == 4 and dims[0] in (None, 1):
-            channels = dims[1]
-        elif len(dims) == 3:
-            channels = dims[0]
-        else:
+        dims = _unbatched(dims, 3)
+        if dims is None:
             raise ScorerConfigError("%s output %r has shape %s; 'logits' must be 1xCxHxW or CxHxW" % (
                 cfg.model, out, shape))
-        if channels is not None:
-            self._check_channels(channels)
+        if dims[0] is not None:
+            self._check_channels(dims[0])
 
-    def _check_mask_classification_outputs(self, cls_shape=None, mask_shape=None):
-        """Class logits 1xQxC / QxC and mask logits 1xQxhxw / Qxhxw with the same Q (unknown dims pass;
-        called again with the real shapes on every frame)."""
-        s, cfg = self.session, self.config
-        if cls_shape is None:
-            self.mask_output_name = self._resolve_output(cfg.mask_output, "mask_output")
-            if self.mask_output_name == self.output_name:
-                raise ScorerConfigError("scorer.output and scorer.mask_output both name %r" % self.output_name)
-            cls_shape = getattr(s, "output_shapes", {}).get(self.output_name)
-            mask_shape = getattr(s, "output_shapes", {}).get(self.mask_output_name)
-        cls = None if cls_shape is None else [_dim(d) for d in cls_shape]
-        masks = None if mask_shape is None else [_dim(d) for d in mask_shape]
-        if cls is not None:
-            if len(cls) == 3 and cls[0] in (None, 1):
-                cls = cls[1:]
-            if len(cls) != 2:
+    def _check_mask_classification_outputs(self, cls_shape, mask_shape):
+        """Class logits 1xQxC / QxC and mask logits 1xQxhxw / Qxhxw with the same Q (a shape None or
+        unknown dims pass: checked at start-up with the declared shapes, then with every frame's)."""
+        cfg = self.config
+        cls = masks = None
+        if cls_shape is not None:
+            cls = _unbatched([_dim(d) for d in cls_shape], 2)
+            if cls is None:
                 raise ScorerConfigError("%s output %r has shape %s; class logits must be 1xQxC or QxC" % (
                     cfg.model, self.output_name, list(cls_shape)))
-        if masks is not None:
-            if len(masks) == 4 and masks[0] in (None, 1):
-                masks = masks[1:]
-            if len(masks) != 3:
+        if mask_shape is not None:
+            masks = _unbatched([_dim(d) for d in mask_shape], 3)
+            if masks is None:
                 raise ScorerConfigError("%s output %r has shape %s; mask logits must be 1xQxhxw or Qxhxw" % (
                     cfg.model, self.mask_output_name, list(mask_shape)))
         if cls is not None and masks is not None and None not in (cls[0], masks[0]) and cls[0] != masks[0]:

@@ -234,8 +234,8 @@ def mask_classification_score(class_logits, mask_logits, method="msp", id_channe
         raise ValueError("mask logits must be (Q, h, w) with Q = %d queries, got %s" % (cls.shape[0], masks.shape))
     ids = slice(0, cls.shape[1] - 1) if id_channels is None else id_channels
     if method == "msp":
-        z = np.exp(cls - cls.max(axis=1, keepdims=True))
-        weights = (z / z.sum(axis=1, keepdims=True))[:, ids]
+        _, e, total = _shifted_exp_sum(cls.T)  # softmax over the classes of each query
+        weights = (e / total).T[:, ids]
     else:
         weights = cls[:, ids]
     sig = 0.5 * (1.0 + np.tanh(0.5 * masks))  # sigmoid without overflow warnings
