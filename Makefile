@@ -18,7 +18,7 @@ setup build:
 	@tools/bootstrap.sh
 
 test: build
-	@$(ENV) pytest -ra -n $(TEST_WORKERS) --dist loadgroup $(PYTEST_ARGS)
+	@$(ENV) pytest -ra -n $(TEST_WORKERS) $(PYTEST_ARGS)
 
 # the synthetic apron scenario -> s2m replay (weight-free profile) -> scores vs truth, bird's-eye view,
 # overlays in $(DEMO_OUT); then both nodes live over DDS (self-check)

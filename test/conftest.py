@@ -220,20 +220,3 @@ def spin_until(node, predicate, timeout=10.0, executor=None):
     return bool(predicate())
 
 
-
-
-_DDS_FIXTURES = {"rclpy_context", "probe", "start_node"}
-
-
-def pytest_collection_modifyitems(config, items):
-    """Tests that put nodes on DDS run in one pytest-xdist worker (``--dist loadgroup``), one after another.
-
-    Each worker has its own ROS domain, yet with two workers both starting nodes, tests saw nodes they did
-    not start (a fusion_node reporting 13601 or 0 cloud points where the test sent 480; two /ood/masks
-    publishers) in 3 of the last 5 two-worker runs on this machine (2026-12-07); the cause is not found.
-    """
-    import pytest as _pytest
-
-    for item in items:
-        if _DDS_FIXTURES & set(getattr(item, "fixturenames", ())):
-            item.add_marker(_pytest.mark.xdist_group("dds"))
