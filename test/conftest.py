@@ -1,4 +1,5 @@
 """Shared test fixtures: loopback-only ROS, private domain, node subprocesses, data paths."""
+import itertools
 import os
 import pathlib
 import signal
@@ -14,14 +15,18 @@ settings.register_profile("ci", derandomize=True, database=None, print_blob=True
 if os.environ.get("CI"):
     settings.load_profile("ci")
 
-# Loopback only, and a domain of our own so parallel sessions never see each other; pytest-xdist workers
-# (gw0, gw1, ...) of one run get consecutive domains from the controller's (their parent's) PID.
+# Loopback only, and domains of our own. Each test that puts nodes on DDS gets a fresh domain (fixture
+# _fresh_ros_domain below) from a pool of its process: pytest-xdist workers (gw0, gw1, ...) have disjoint
+# pools, and two runs at once (controller PIDs of different parity) too; a domain comes back only after
+# _DOMAIN_POOL - 1 other such tests, long after the nodes of its last test have left the DDS graph.
 os.environ["ROS_AUTOMATIC_DISCOVERY_RANGE"] = "LOCALHOST"
 _WORKER = os.environ.get("PYTEST_XDIST_WORKER", "")
+_DOMAIN_POOL = 12
 if _WORKER.startswith("gw") and _WORKER[2:].isdigit():
-    os.environ.setdefault("ROS_DOMAIN_ID", str(20 + (os.getppid() % 20) * 4 + int(_WORKER[2:]) % 4))
+    _DOMAIN_BASE = 2 + (os.getppid() % 2) * 48 + (int(_WORKER[2:]) % 4) * _DOMAIN_POOL
 else:
-    os.environ.setdefault("ROS_DOMAIN_ID", str(20 + os.getpid() % 80))
+    _DOMAIN_BASE = 2 + (os.getpid() % 2) * 48
+os.environ.setdefault("ROS_DOMAIN_ID", str(_DOMAIN_BASE))
 os.environ.setdefault("RMW_IMPLEMENTATION", "rmw_fastrtps_cpp")
 
 REPO = pathlib.Path(__file__).resolve().parents[1]
@@ -126,6 +131,24 @@ def mobilesam_export(tmp_path_factory):
         return {"ckpt": ckpt, "enc": report["encoder"], "dec": report["decoder"], "report": report}
 
     return _once_per_run(tmp_path_factory, "mobilesam", make)
+
+
+_DDS_FIXTURES = {"rclpy_context", "probe", "start_node"}
+_DOMAIN_USES = itertools.count(1)
+
+
+@pytest.fixture(autouse=True)
+def _fresh_ros_domain(request):
+    """A ROS domain of its own for each test that starts nodes or an rclpy context: with one domain per
+    process, tests read /diagnostics and topics of the previous test's nodes (3 of 5 two-worker runs
+    here, 2026-12-07). Autouse fixtures run first, so the context and node processes see it."""
+    if not _DDS_FIXTURES & set(request.fixturenames):
+        yield
+        return
+    before = os.environ.get("ROS_DOMAIN_ID")
+    os.environ["ROS_DOMAIN_ID"] = str(_DOMAIN_BASE + next(_DOMAIN_USES) % _DOMAIN_POOL)
+    yield
+    os.environ["ROS_DOMAIN_ID"] = before
 
 
 @pytest.fixture
