@@ -36,6 +36,19 @@ os.environ.setdefault("ROS_LOG_DIR", str(REPO / "log" / "ros-test"))
 os.environ.setdefault("FASTDDS_DEFAULT_PROFILES_FILE", str(REPO / "config" / "fastdds_localhost.xml"))
 
 
+# Longest first. pytest-xdist deals tests out in collection order, so the long modules (--durations,
+# 2026-12-07: RoadAnomaly 60 frames ~70 s, the models, the replays, the live bag) start at once on the
+# workers instead of ending the run on one of them; the rest keep their order. The ESPNet and MobileSAM
+# exports are first needed on different workers.
+_LONG_FIRST = ("test_real_roadanomaly.py", "test_mobilesam.py", "test_live_bag.py", "test_espnet.py",
+               "test_replay.py", "test_camera_node.py", "test_fusion_node.py")
+
+
+def pytest_collection_modifyitems(config, items):
+    rank = {name: i for i, name in enumerate(_LONG_FIRST)}
+    items.sort(key=lambda item: rank.get(item.path.name, len(rank)))  # stable
+
+
 def package_prefix():
     from ament_index_python.packages import get_package_prefix
 

@@ -138,11 +138,14 @@ def test_exportable_adaptive_pool_equals_torch(out_hw):
 
 @pytest.mark.parametrize("arch", ["espnet", "espnetv2"])
 def test_segmentation_looks_like_cityscapes(shared_data, cache, arch):
-    model = cache.model(arch, shared_data)
+    """The published weights segment road scenes as Cityscapes. Run through the exported model with the
+    published preprocessing (ONNX Runtime: ESPNet 26 s in torch here, 5 s in ONNX Runtime);
+    test_onnx_export_matches_torch checks that the export is the torch model."""
+    path, _ = cache.onnx(arch, shared_data)
+    session = ModelScorer(config_for_model(path), threads=THREADS).session
     for rel in ROAD_FRAMES:
         image = cv2.imread(str(shared_data / rel))
-        with torch.no_grad():
-            logits = model(torch.from_numpy(_reference_input(arch, image)))[0].numpy()
+        logits = session.run({"image": _reference_input(arch, image)})["logits"][0]
         assert logits.shape == (20, 512, 1024)
         pred = logits[:19].argmax(0)
         lower = np.bincount(pred[256:].ravel(), minlength=19)
@@ -171,7 +174,8 @@ def test_onnx_export_matches_torch(shared_data, cache, arch):
     side = json.loads((path.parent / (path.name + ".json")).read_text())
     assert side["preset"] == arch and (side["input_width"], side["input_height"]) == (1024, 512)
     model = cache.model(arch, shared_data)
-    assert segnet.compare_with_torch(model, path, arch, 1024, 512, threads=THREADS) < 1e-3
+    if arch != "espnet":  # the espnet export ran the command line, which made this comparison (checked below)
+        assert segnet.compare_with_torch(model, path, arch, 1024, 512, threads=THREADS) < 1e-3
     # and on a real frame, through the scorer's preprocessing
     image = cv2.imread(str(shared_data / ROAD_FRAMES[0]))
     scorer = ModelScorer(config_for_model(path), threads=THREADS)
@@ -183,7 +187,7 @@ def test_onnx_export_matches_torch(shared_data, cache, arch):
         out = info["stdout"]
         assert "wrote %s" % path in out and "max abs diff ONNX Runtime vs torch" in out
         assert "--scorer-model %s" % path in out
-        diff = float(out.split("random input:")[1].split()[0])
+        diff = float(out.split("random input:")[1].split()[0])  # compare_with_torch(seed 0, 1024x512)
         assert diff < 1e-3
 
 

@@ -1,5 +1,7 @@
 """Real rclpy tests: the installed executables run as separate processes, talking over DDS on loopback."""
 import signal
+import subprocess
+import sys
 
 import pytest
 
@@ -43,6 +45,29 @@ def test_starts_with_yaml_and_shuts_down_cleanly(start_node, share, exe, sig):
     out = proc.output()
     assert "shutting down" in out
     assert "Traceback" not in out
+
+
+_EARLY_SIGNAL = """
+import os, signal, sys
+from rclpy.node import Node
+from s2m_ros.ros.runtime import run_node
+
+def factory():
+    node = Node("early_signal")
+    print("started:", file=sys.stderr, flush=True)
+    os.kill(os.getpid(), signal.%s)  # before the spin, as a launch that stops at once would
+    return node
+
+sys.exit(run_node(factory, ["early_signal"], "help"))
+"""
+
+
+@pytest.mark.parametrize("sig", ["SIGINT", "SIGTERM"])
+def test_a_signal_between_start_up_and_spin_is_a_clean_shutdown(sig):
+    """The window that made fusion_node exit 1 (RCLError from rclpy.spin's executor) in a test run."""
+    proc = subprocess.run([sys.executable, "-c", _EARLY_SIGNAL % sig], capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 0, proc.stderr
+    assert "[early_signal] shutting down" in proc.stderr and "Traceback" not in proc.stderr, proc.stderr
 
 
 @pytest.mark.parametrize("exe,override,needle", [

@@ -75,25 +75,44 @@ def run_node(node_factory, argv, help_str):
         print("unknown argument(s) %s; see --help" % " ".join(user), file=sys.stderr)
         return 2
     import rclpy
-    from rclpy.executors import ExternalShutdownException
+    from rclpy.executors import ExternalShutdownException, SingleThreadedExecutor
 
     rclpy.init(args=argv)  # installs SIGINT and SIGTERM handlers that shut the context down
+    # The executor exists before the node says "started:": a signal right after that line ends the spin
+    # (rclpy.spin made its executor only then and raised RCLError "context is not valid", exit 1).
+    try:
+        executor = SingleThreadedExecutor()
+    except Exception:
+        if rclpy.ok():
+            raise
+        return 0  # a signal during start-up, before there was anything to shut down
+    prog = argv[0].rsplit("/", 1)[-1]
     node = None
     try:
         node = node_factory()
+    except KeyboardInterrupt:  # SIGINT while the node was being built (e.g. a model loading): a shutdown
+        print("[%s] shutting down (interrupted during start-up)" % prog, file=sys.stderr)
+        rclpy.try_shutdown()
+        return 0
     except (ParameterError, FileNotFoundError, ValueError) as exc:
         # ValueError: pipeline / scorer configuration errors (PipelineConfigError, ScorerConfigError);
         # FileNotFoundError: ModelFileError (path + the command that produces the file)
-        print("[%s] invalid configuration: %s" % (argv[0].rsplit("/", 1)[-1], exc), file=sys.stderr)
+        print("[%s] invalid configuration: %s" % (prog, exc), file=sys.stderr)
         rclpy.try_shutdown()
         return 2
     try:
-        rclpy.spin(node)
+        executor.add_node(node)
+        executor.spin()
     except (KeyboardInterrupt, ExternalShutdownException):
         pass
+    except Exception:
+        if rclpy.ok():
+            raise
+        # a signal shut the context down under whatever rclpy was doing: that is a shutdown
     finally:
         # not through the node's logger: after a signal the context is gone and /rosout with it
         print("[%s] shutting down" % node.get_name(), file=sys.stderr)
+        executor.shutdown(timeout_sec=1.0)
         node.destroy_node()
         rclpy.try_shutdown()
     return 0

@@ -92,7 +92,7 @@ def slab_hits(planes, dirs, origin_term):
     ``(t, face)``; t = inf where the ray misses or starts inside.
     """
     den = dirs @ planes[:, :3].T  # (..., F)
-    with np.errstate(divide="ignore", invalid="ignore"):
+    with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
         tp = -origin_term / den
     entering = np.where(den < 0, tp, -np.inf)
     face = np.argmax(entering, axis=-1)

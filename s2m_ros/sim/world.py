@@ -92,7 +92,7 @@ class World:
         self.ny_lo, self.ny_hi = float(self.yn.min()), float(self.yn.max())
         R, p = T_bc[:3, :3], T_bc[:3, 3]
         rb = self.xn[..., None] * R[:, 0] + self.yn[..., None] * R[:, 1] + R[:, 2]  # ray dirs in base
-        with np.errstate(divide="ignore", invalid="ignore"):
+        with np.errstate(divide="ignore", invalid="ignore", over="ignore"):  # masked by the where
             t = np.where(rb[..., 2] < -1e-9, -p[2] / rb[..., 2], np.inf)
         horiz = np.hypot(rb[..., 0], rb[..., 1])
         ground = np.isfinite(t) & (t * horiz <= GROUND_MAX)
