@@ -7,6 +7,7 @@ import pytest
 
 from s2m_ros.bags.storage import BagError, BagReader, read_truth, write_scenario_bag
 from s2m_ros.sim.scenario import ScenarioConfig, make_scenario
+from s2m_ros.eval.mask_quality import mask_quality
 from s2m_ros.eval.scenario_eval import evaluate
 from s2m_ros.bags.replay import ReplayConfig, Replayer, ReplayTopics
 
@@ -23,13 +24,14 @@ def bags(tmp_path_factory):
         out[storage] = root / ("scenario_" + storage)
         write_scenario_bag(scenario, out[storage], storage=storage, frames=frames, show_progress=False)
     out["root"] = root
+    out["instance_ids"] = {int(f.stamp_ns): f.instance_ids for f in frames}
     return out
 
 
 @pytest.fixture(scope="module")
 def first(bags):
     out = bags["root"] / "out1"
-    return Replayer().run(bags["mcap"], out, show_progress=False, keep_overlays=[0, 5]), out
+    return Replayer().run(bags["mcap"], out, show_progress=False, keep_overlays=[0, 5], keep_masks=True), out
 
 
 def test_replay_confirms_planted_objects_where_they_are(bags, first):
@@ -59,6 +61,28 @@ def test_replay_confirms_planted_objects_where_they_are(bags, first):
     assert counts["/diagnostics"] >= 1
     # only the overlays asked for are kept in memory (the bag has all of them)
     assert [(i, img.shape) for i, _, img in summary.overlays] == [(0, (360, 640, 3)), (5, (360, 640, 3))]
+
+
+def test_camera_mask_quality_per_kind(bags, first):
+    """The camera side's masks against the truth instance images (what `s2m demo` reports per kind)."""
+    summary, _ = first
+    ids = bags["instance_ids"]
+    assert [fm.stamp_ns for fm in summary.camera_masks] == sorted(ids)  # every image, in order
+    q = mask_quality([(ids[fm.stamp_ns], [m.full_mask(fm.width, fm.height) for m in fm.masks])
+                      for fm in summary.camera_masks], read_truth(bags["mcap"])["objects"])
+    assert q["frames"] == FRAMES and q["masks"] == first[0].counters["masks"]
+    kinds = q["by_kind"]
+    # measured 2026-12-07: chock, suitcase, tug recall 1.0 (IoU 0.95-1.0); cones 0.83 (IoU 0.57, split at
+    # their bands); toolbox 0.46 (IoU 0.61: its far frames)
+    for kind in ("chock", "suitcase", "tug"):
+        assert kinds[kind]["recall"] >= 0.9 and kinds[kind]["mean_iou"] >= 0.8, (kind, kinds[kind])
+    for kind in ("cone", "toolbox"):
+        assert kinds[kind]["objects_seen"] == kinds[kind]["objects"] and kinds[kind]["mean_iou"] >= 0.45, kind
+    # known misses (README "Limitations"): the bolt is under 8 px at 640x360; the hose and the far
+    # pillar get no whole mask
+    assert "bolt" not in kinds and q["skipped_small"] >= FRAMES - 4
+    assert kinds["hose"]["recall"] < 0.2
+    assert q["false_masks_per_frame"] <= 3.0
 
 
 def _content(bag):

@@ -82,6 +82,7 @@ class ReplaySummary:
     tracking_frame: str
     extrinsics: str
     warnings: List[str] = field(default_factory=list)
+    camera_masks: list = field(default_factory=list)  # FrameMasks of every image, with run(keep_masks=True)
 
     def to_dict(self):
         confirmed = sorted({t.id for f in self.frames for t in f.tracks if t.confirmed})
@@ -155,11 +156,14 @@ class Replayer:
         self.fusion_stats = NodeStats(clock=self.clock, latency_window=10 ** 6)
         self.frames: List[FusedFrame] = []
         self.overlays = []
+        self.camera_masks = []
 
     # ------------------------------------------------------------------ main loop
-    def run(self, in_bag, out_bag, storage="mcap", force=False, show_progress=None, keep_overlays=()):
+    def run(self, in_bag, out_bag, storage="mcap", force=False, show_progress=None, keep_overlays=(),
+            keep_masks=False):
         """Replay ``in_bag`` into ``out_bag``. ``keep_overlays``: indices (0-based, in bag order) of the
-        images whose overlays the summary keeps in memory (for pictures; the bag gets every overlay)."""
+        images whose overlays the summary keeps in memory (for pictures; the bag gets every overlay);
+        ``keep_masks``: the summary keeps every image's FrameMasks too (``camera_masks``, for evaluation)."""
         from s2m_ros.files import progress
 
         t_start = time.perf_counter()
@@ -193,6 +197,7 @@ class Replayer:
             total = sum(reader.counts().get(t, 0) for t in order)
             self._stats_init()
             self._keep_overlays = set(keep_overlays)
+            self._keep_masks = bool(keep_masks)
             with BagWriter(out_bag, storage=storage, force=force) as writer:
                 for topic in (outputs.MASKS, outputs.INSTANCE_IMAGE, outputs.OBSTACLES, outputs.MARKERS,
                               outputs.DIAGNOSTICS) + ((outputs.SCORE_MAP,) if self.config.score_map else ()) + (
@@ -224,7 +229,7 @@ class Replayer:
         return ReplaySummary(
             input=str(in_bag), output=str(out_bag), storage=storage, counters=counters, stage_ms=stage_ms,
             output_counts=output_counts, frames=self.frames, overlays=self.overlays,
-            seconds=time.perf_counter() - t_start,
+            camera_masks=self.camera_masks, seconds=time.perf_counter() - t_start,
             tracking_frame=(self.front.fixed_frame_id or "odometry frame") if self.front.use_fixed else "LiDAR frame",
             extrinsics=self.extrinsics_source, warnings=warnings)
 
@@ -284,6 +289,8 @@ class Replayer:
                                        overlay=self.config.overlay or keep)
         if keep:
             self.overlays.append((index, fm.stamp_ns, _image_array(msgs[outputs.OVERLAY])))
+        if self._keep_masks:
+            self.camera_masks.append(fm)
         for topic, out in msgs.items():
             if topic != outputs.OVERLAY or self.config.overlay:
                 self._write(topic, stamp_ns, out)

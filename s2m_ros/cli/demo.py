@@ -42,6 +42,7 @@ def main(argv=None):
     from s2m_ros.bags.storage import read_truth, write_scenario_bag
     from s2m_ros.files import write_json
     from s2m_ros.sim.scenario import ScenarioConfig, make_scenario
+    from s2m_ros.eval.mask_quality import mask_quality
     from s2m_ros.eval.scenario_eval import draw_bev, evaluate
     from s2m_ros.segmentation.pipeline import PipelineConfig
     from s2m_ros.bags.replay import ReplayConfig, Replayer
@@ -50,29 +51,36 @@ def main(argv=None):
     show = False if args.no_progress else None
     os.makedirs(args.out, exist_ok=True)
     bag = os.path.join(args.out, "scenario")
+    scenario = make_scenario(ScenarioConfig(seed=args.seed, frames=args.frames))
+    frames = list(scenario.frames())  # the truth instance images too (mask quality below)
     if _scenario_matches(bag, args.seed, args.frames):
         print("scenario: reusing %s" % bag)
     else:
-        s = write_scenario_bag(make_scenario(ScenarioConfig(seed=args.seed, frames=args.frames)), bag,
-                               storage=args.storage, force=os.path.exists(bag), show_progress=show)
+        s = write_scenario_bag(scenario, bag, storage=args.storage, force=os.path.exists(bag), frames=frames,
+                               show_progress=show)
         print("scenario: wrote %s (%d frames, %.1f MB) in %.1f s" % (bag, s.frames, s.size_bytes / 1e6, s.seconds))
+    instance_ids = {int(f.stamp_ns): f.instance_ids for f in frames}
+    del frames
     truth = read_truth(bag)
     out_bag = os.path.join(args.out, "replay")
     config = ReplayConfig(pipeline=PipelineConfig.from_dict({"profile": args.profile}))
     n = len(truth["frames"])  # images in the bag: keep only the overlays written as pictures
     picks = sorted({round(i * (n - 1) / max(args.overlays - 1, 1)) for i in range(min(args.overlays, n))})
     summary = Replayer(config).run(bag, out_bag, storage=args.storage, force=os.path.exists(out_bag),
-                                   show_progress=show, keep_overlays=picks)
+                                   show_progress=show, keep_overlays=picks, keep_masks=True)
     from s2m_ros.cli.replay import print_summary
 
     print_summary(summary)
     scores = evaluate(summary.frames, truth)
+    quality = mask_quality(((instance_ids[fm.stamp_ns], [m.full_mask(fm.width, fm.height) for m in fm.masks])
+                            for fm in summary.camera_masks if fm.stamp_ns in instance_ids), truth["objects"])
     result = {
         "recall": scores["recall"], "precision": scores["precision"],
         "median_position_error_m": scores["median_position_error_m"],
         "false_confirmed": scores["false_confirmed"],
         "stage_ms": summary.stage_ms,
         "scores": scores,
+        "mask_quality": quality,
         "replay": summary.to_dict(),
         "scenario": {"bag": bag, "seed": truth["seed"], "frames": len(truth["frames"]),
                      "objects": len(truth["objects"])},
@@ -90,6 +98,10 @@ def main(argv=None):
     print("\nscores vs truth: recall %s (%s), precision %s, false confirmed %d, median position error %s m"
           % (scores["recall"], by_cat, scores["precision"], scores["false_confirmed"],
              scores["median_position_error_m"]))
+    print("camera masks (per object-frame of >= %d px, IoU >= %.1f): %s; false masks (mostly on no object) "
+          "%s per frame" % (quality["min_pixels"], quality["iou_hit"], ", ".join(
+              "%s %.2f (IoU %.2f)" % (k, v["recall"], v["mean_iou"]) for k, v in quality["by_kind"].items()),
+              quality["false_masks_per_frame"]))
     print("look at: %s/summary.json, %s/bev.png, %s/overlays/, output bag %s (%.0f s in all)"
           % (args.out, args.out, args.out, out_bag, time.perf_counter() - t0))
     return 0
