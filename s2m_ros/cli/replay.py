@@ -66,7 +66,8 @@ def replay_config(args):
                         score_map=not args.no_score_map, overlay=not args.no_overlay)
 
 
-def print_summary(summary, out=sys.stdout):
+def print_summary(summary, out=None):
+    out = out or sys.stdout  # looked up per call: a default bound at import outlives a replaced sys.stdout
     c = summary.counters
     d = summary.to_dict()
     print("replayed %s -> %s (%s) in %.1f s" % (summary.input, summary.output, summary.storage, summary.seconds),
