@@ -74,7 +74,7 @@ class _Planted:
         score[h // 2:] += 0.5
         inst = [InstanceMask.from_full_mask(j, m, anomaly_score=7.0) for j, m in enumerate(self.masks[self.k])]
         self.k += 1
-        return SimpleNamespace(instances=inst, score_map=score, refined=None,
+        return SimpleNamespace(instances=inst, score_map=score, refined=None, prompts=[], segments=[], rejected=[],
                                composed=composed_anomaly_map(inst, score, background=float(score.min())))
 
 

@@ -46,7 +46,10 @@ def run_eval(dataset, pipeline, mode, fixed_threshold=None, min_pred_size=0, min
     Returns (result, per-image rows, per-image (sample, map, instances), the pixel accumulator)."""
     from s2m_ros.eval.metrics import EvalAccumulator, PixelMetricAccumulator
 
+    from s2m_ros.eval.stage_loss import instance_stages, summarise
+
     per = []  # (sample, map float16, pred instances [bool HxW] or None)
+    stages = []  # stage_loss labels of every labelled instance (s2m modes)
     lo, hi = np.inf, -np.inf
     t0 = time.perf_counter()
     for sample in progress(dataset, total=len(dataset), desc="eval %s" % mode, enabled=show_progress):
@@ -59,6 +62,10 @@ def run_eval(dataset, pipeline, mode, fixed_threshold=None, min_pred_size=0, min
         else:
             res = pipeline.process(image)
             inst = [m.full_mask(shape[1], shape[0]) for m in res.instances]  # images are label-sized
+            if sample.instances is not None:  # where each labelled instance was lost (or kept)
+                ids = np.unique(sample.instances[sample.instances > 0])
+                stages.extend(instance_stages([sample.instances == k for k in ids], res.prompts, res.segments,
+                                              res.rejected, res.instances))
             if dump_dir:
                 _dump(dump_dir, sample.name, resize_score(res.score_map, shape[1], shape[0]), inst)
             if mode == "s2m-refine":
@@ -121,6 +128,8 @@ def run_eval(dataset, pipeline, mode, fixed_threshold=None, min_pred_size=0, min
         result["threshold"]["fixed"] = fixed_threshold
         result["fixed_threshold"] = {"component": fr["component"], "s2m": fr["s2m"], "instance": fr["instance"]}
     result["seconds_per_image"] = seconds / max(len(per), 1)
+    if stages:
+        result["stages"] = summarise(stages)
     return result, rows, per, pixels
 
 
@@ -225,6 +234,10 @@ def main(argv=None):
                 "s2m.iou", "s2m.auiou", "s2m.mean_f1", "instance.recall", "instance.precision"):
         v = flat.get(key)
         print("  %-20s %s" % (key, "n/a" if v is None else ("%.4f" % v if isinstance(v, float) else v)))
+    if "stages" in result:
+        st = result["stages"]
+        print("  instances %d: kept %d, rejected %d %s, poor segment %d, no prompt %d" % (
+            st["instances"], st["kept"], st["rejected"], st["rejected_by"], st["poor_segment"], st["no_prompt"]))
     if dataset.skipped:
         print("  skipped: %s" % {k: len(v) for k, v in dataset.skipped.items()})
     if args.json:

@@ -137,6 +137,7 @@ class PipelineResult:
     height: int
     scorer: str
     segmenter: str
+    segments: List[Any] = field(default_factory=list)  # every Segment, kept or not (``rejected`` says which)
 
     def frame_masks(self, stamp_ns=0, frame_id=""):
         return FrameMasks(stamp_ns=stamp_ns, frame_id=frame_id, width=self.width, height=self.height,
@@ -258,7 +259,7 @@ class S2MPipeline:
             lap("refine")
         return PipelineResult(instances=instances, score_map=score, composed=composed, refined=refined,
                               prompts=prompts, rejected=report, stage_ms=ms, width=w, height=h,
-                              scorer=self.scorer_name, segmenter=self.segmenter_name)
+                              scorer=self.scorer_name, segmenter=self.segmenter_name, segments=segments)
 
     def _prompts(self, score, width, height):
         sh, sw = score.shape
