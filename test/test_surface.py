@@ -251,3 +251,29 @@ def test_real_road_frames_score_anomalies_above_the_road(shared_data):
         aucs.append(auroc(s[labels == 2][::5], s[labels != 2][::31]))
     assert len(aucs) >= 10
     assert np.median(aucs) > 0.6
+
+
+def test_a_blurred_yellow_line_outside_the_sampling_region_is_paint_and_a_yellow_block_is_not():
+    """A taxi line seen beside the sampled surface: its blurred edge is a faint mix of yellow and grey
+    (under a quarter of the paint's colour, yet far from the surface's colour). That edge borders the line
+    like the surface does (it made the line an 'object' in the drive scenario, seed 0); a compact yellow
+    block (a chock) on the same surface stays an object."""
+    rng = np.random.default_rng(3)
+    img = np.clip(rng.normal(110, 1.5, (270, 480, 3)), 0, 255).astype(np.uint8)
+    line = np.zeros((270, 480), np.uint8)
+    cv2.line(line, (300, 90), (475, 265), 1, thickness=7)
+    block = np.zeros((270, 480), bool)
+    block[150:162, 60:76] = True
+    paint = np.zeros((270, 480, 3), np.float32)
+    paint[line > 0] = (40, 165, 205)
+    paint[block] = (40, 165, 205)
+    alpha = cv2.GaussianBlur(np.maximum(line, block.astype(np.uint8)).astype(np.float32), (0, 0), 1.5)[..., None]
+    mixed = cv2.GaussianBlur(paint, (0, 0), 1.5) / np.maximum(alpha, 1e-6)
+    img = np.clip(img * (1 - alpha) + mixed * alpha, 0, 255).astype(np.uint8)
+    s = SurfaceScorer(SurfaceConfig(horizon=0.2)).score(img)
+    core = cv2.erode(line, np.ones((3, 3), np.uint8)).astype(bool)
+    far = cv2.dilate(np.maximum(line, block.astype(np.uint8)), np.ones((9, 9), np.uint8)) == 0
+    surface = s[far & np.isfinite(s)]
+    assert np.isfinite(s[core]).mean() > 0.9
+    assert np.median(s[core]) <= np.percentile(surface, 99)
+    assert np.median(s[block]) > 3 * np.percentile(surface, 99)

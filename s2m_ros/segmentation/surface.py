@@ -550,18 +550,21 @@ def _distances(x, model, cfg, illum, line=False):
 _YELLOW = np.array([0.27, -1.1]) / math.hypot(0.27, -1.1)  # chroma direction of yellow paint from grey
 
 
-def _marking_colour(dl, d1, d2, cfg, tol, split=False):
+def _marking_colour(dl, d1, d2, cfg, tol, split=False, strength=1.0):
     """Yellow or white marking colour, from differences to the surface (log luminance residual, log R/G,
     log B/G), or a mix of one with the surface (thin far lines are mostly rim); see :func:`paint_mask`.
 
     Yellow: the chroma difference points within 20 degrees of yellow paint's direction from grey (red
     above green, blue well below) with at least a quarter of full paint's strength, and red not above
     green by more than 0.6 (the orange of a cone is redder). ``split``: the two masks apart.
+    ``strength``: a fraction of those strengths (yellow and white brightening), for the faint mixes
+    at a marking's edge.
     """
     mag = np.sqrt(d1 * d1 + d2 * d2)
     along = d1 * np.float32(_YELLOW[0]) + d2 * np.float32(_YELLOW[1])
-    yellow = (along >= np.float32(0.28)) & (along >= np.float32(math.cos(math.radians(20.0))) * mag) & (d1 <= 0.6)
-    white = (dl >= cfg.bright_tolerance) & (np.abs(d1) <= tol) & (np.abs(d2) <= tol)
+    yellow = ((along >= np.float32(0.28 * strength)) & (along >= np.float32(math.cos(math.radians(20.0))) * mag)
+              & (d1 <= 0.6))
+    white = (dl >= cfg.bright_tolerance * strength) & (np.abs(d1) <= tol) & (np.abs(d2) <= tol)
     return (yellow, white) if split else yellow | white
 
 
@@ -621,6 +624,9 @@ def paint_mask(planes, model, cfg, illum=None, seen=None, surface_d2=None):
     coloured = np.logical_or.reduce(layers)
     if not coloured.any():
         return coloured
+    # the faint mix of a marking colour with the surface at a marking's edge (blur, far thin lines) borders
+    # a marking as the surface does; an object's own colours do not
+    edge = coloured | _marking_colour(lum - mu[0], c1 - mu[1], c2 - mu[2], cfg, tol, strength=0.25)
     surface = foreign = None
     if surface_d2 is not None:  # explained by the surface model; clearly not (twice as far: an object)
         surface = surface_d2 <= np.float32(cfg.ground_sigmas ** 2)
@@ -635,13 +641,13 @@ def paint_mask(planes, model, cfg, illum=None, seen=None, surface_d2=None):
     for layer in layers:
         layer = layer.astype(np.uint8)
         thick = cv2.morphologyEx(layer, cv2.MORPH_OPEN, kernel)
-        marking, solid = _marking_parts(thick, coloured, surface, foreign, cfg)
+        marking, solid = _marking_parts(thick, edge, surface, foreign, cfg)
         out |= marking
         compact |= solid
         thin.append(layer & (1 - thick))
     compact = cv2.dilate(compact.astype(np.uint8), kernel) > 0
     for part in thin:
-        out |= _marking_parts(part, coloured, surface, foreign, cfg, compact)[0]
+        out |= _marking_parts(part, edge, surface, foreign, cfg, compact)[0]
     # the rim: one pixel around, where the colour mixes marking and surface (never a much darker object part)
     rim = cv2.dilate(out.astype(np.uint8), np.ones((3, 3), np.uint8)).astype(bool) & (lum - mu[0] >= -cfg.shadow_depth)
     return out | rim
