@@ -314,3 +314,55 @@ def test_auc_quantile_subsampling_is_close():
     exact = _auc(a, b, max_samples=10 ** 6)
     assert abs(_auc(a, b) - exact) < 1e-3
     assert abs(_auc(a, b, max_samples=256) - exact) < 1e-2
+
+
+# ------------------------------------------------------------------ band merge
+
+
+def _rect(id, x, y, w, h, score=5.0, prompt=None):
+    from s2m_ros.types import InstanceMask
+
+    return InstanceMask(id=id, roi=(x, y, w, h), mask=np.ones((h, w), bool), anomaly_score=score,
+                        contrast=float(id), quality=float("nan"), prompt_box=prompt or (x, y, w, h))
+
+
+def test_band_merge_joins_the_parts_of_a_collared_cone_exactly():
+    from s2m_ros.segmentation.selection import merge_bands
+
+    top = _rect(1, 12, 10, 6, 8, score=6.0)  # columns 12..17, rows 10..17
+    bottom = _rect(2, 10, 21, 10, 9, score=3.0)  # columns 10..19, rows 21..29: gap rows 18..20
+    other = _rect(3, 40, 12, 5, 5)
+    out = merge_bands([other, bottom, top])
+    assert [m.id for m in out] == [1, 2]
+    cone = out[1] if out[1].roi[0] == 10 else out[0]
+    assert cone.roi == (10, 10, 10, 20)
+    full = cone.full_mask(60, 40)
+    # the band: edges interpolated from 12..17 (top part) to 10..19 (bottom part) over the 3 gap rows
+    # (halves rounded up)
+    assert [tuple(np.flatnonzero(full[r])[[0, -1]]) for r in (18, 19, 20)] == [(12, 18), (11, 18), (11, 19)]
+    assert full[10:18, 12:18].all() and full[21:30, 10:20].all() and not full[10:18, 10:12].any()
+    assert cone.anomaly_score == pytest.approx((6.0 * 48 + 3.0 * 90) / 138)
+    assert cone.contrast == 2.0 and cone.prompt_box == (10, 10, 10, 20)
+
+
+def test_band_merge_leaves_separate_objects_alone():
+    from s2m_ros.segmentation.selection import SelectionConfig, merge_bands
+
+    top = _rect(1, 12, 10, 6, 8)
+    cases = [
+        [top, _rect(2, 30, 21, 10, 9)],  # not below it
+        [top, _rect(2, 10, 30, 10, 9)],  # gap 12 rows > 0.5 x 8
+        [_rect(1, 5, 10, 20, 8), _rect(2, 10, 21, 10, 9)],  # the upper part is wider than the lower's top
+        [top, _rect(2, 12, 14, 6, 8)],  # overlapping rows: not one above the other
+    ]
+    for masks in cases:
+        assert [m.roi for m in merge_bands(masks)] == [m.roi for m in masks]
+    off = SelectionConfig(merge_bands=False)
+    masks = [top, _rect(2, 10, 21, 10, 9)]
+    assert len(merge_bands(masks, off)) == 2 and len(merge_bands(masks)) == 1
+    # a barrier with two stripes: three parts, one object
+    assert [m.roi for m in merge_bands([_rect(1, 10, 0, 10, 6), _rect(2, 10, 8, 10, 6), _rect(3, 10, 16, 10, 6)])] \
+        == [(10, 0, 10, 22)]
+    for bad in (dict(merge_max_gap=-1.0), dict(merge_min_overlap=0.0), dict(merge_bands="yes")):
+        with pytest.raises(ValueError):
+            SelectionConfig(**bad)

@@ -25,7 +25,7 @@ from s2m_ros.segmentation.grabcut import GrabCutConfig, GrabCutSegmenter
 from s2m_ros.segmentation.prompts import LevelSetPromptGenerator, Prompt, PromptConfig, scale_prompts
 from s2m_ros.segmentation.refinement import RefinementConfig, refine
 from s2m_ros.segmentation.scores import resize_score
-from s2m_ros.segmentation.selection import SelectionConfig, composed_anomaly_map, select_masks
+from s2m_ros.segmentation.selection import SelectionConfig, composed_anomaly_map, merge_bands, select_masks
 from s2m_ros.segmentation.surface import SurfaceConfig, SurfaceScorer
 from s2m_ros.types import FrameMasks, InstanceMask
 
@@ -246,6 +246,7 @@ class S2MPipeline:
         segments = self.segmenter.segment(image, full, prompts) if prompts else []
         lap("segment")
         instances, report = select_masks(segments, full, self.config.selection, prompts=prompts)
+        instances = merge_bands(instances, self.config.selection)
         lap("select")
         # S2M composes on a zero background; our scores may be signed (max-logit, energy), so the
         # background is the frame's lowest score: every mask still ranks above it.

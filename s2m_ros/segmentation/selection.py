@@ -119,6 +119,13 @@ class SelectionConfig:
     nms_containment: float = 0.8
     # At most this many masks are kept (best first).
     max_masks: int = 20
+    # Band merge (merge_bands): two kept masks one above the other, the upper one's bottom edge over the
+    # lower one's top edge (at least merge_min_overlap of the upper edge's width over it) and a gap
+    # of at most merge_max_gap times the smaller height, are one object cut by a band of another colour
+    # (a cone's reflective collar, a barrier's stripe): merged, the band filled between the two edges.
+    merge_bands: bool = True
+    merge_max_gap: float = 0.5
+    merge_min_overlap: float = 0.7
 
     def __post_init__(self):
         checks = (
@@ -137,6 +144,9 @@ class SelectionConfig:
             ("nms_iou", 0 <= self.nms_iou <= 1, "in [0, 1]"),
             ("nms_containment", 0 < self.nms_containment <= 1, "in (0, 1]"),
             ("max_masks", self.max_masks >= 1, ">= 1"),
+            ("merge_bands", isinstance(self.merge_bands, bool), "true or false"),
+            ("merge_max_gap", 0 <= self.merge_max_gap <= 2, "in [0, 2]"),
+            ("merge_min_overlap", 0 < self.merge_min_overlap <= 1, "in (0, 1]"),
         )
         check_fields(self, checks)
 
@@ -339,6 +349,77 @@ def select_masks(segments: Sequence, score_map: np.ndarray, config: SelectionCon
                                   anomaly_score=values["anomaly_score"], contrast=values["contrast"],
                                   quality=values["quality"], prompt_box=prompt_box))
     return masks, report
+
+
+def _edge(mask, rows):
+    """(first, last) column of a cropped mask within ``rows`` (a slice); None when empty there."""
+    cols = np.flatnonzero(mask[rows].any(axis=0))
+    return (int(cols[0]), int(cols[-1])) if cols.size else None
+
+
+def _banded_pair(a, b, config):
+    """The merged InstanceMask of ``a`` (upper) and ``b`` (lower) when they are one banded object, else None."""
+    ax, ay, aw, ah = a.roi
+    bx, by, bw, bh = b.roi
+    gap = by - (ay + ah)  # rows strictly between them
+    if gap < 0 or gap > config.merge_max_gap * min(ah, bh):
+        return None
+    # the facing edges: the upper part's bottom quarter and the lower part's top quarter (a mask's own
+    # first or last row is ragged); the upper edge must lie over the lower one (a cone widens downwards)
+    ea = _edge(a.mask, slice(ah - max(1, ah // 4), ah))
+    eb = _edge(b.mask, slice(0, max(1, bh // 4)))
+    if ea is None or eb is None:
+        return None
+    al, ar, bl, br = ax + ea[0], ax + ea[1], bx + eb[0], bx + eb[1]
+    overlap = min(ar, br) - max(al, bl) + 1
+    if overlap < config.merge_min_overlap * (ar - al + 1):
+        return None
+    x0, y0 = min(ax, bx), ay
+    x1, y1 = max(ax + aw, bx + bw), by + bh
+    m = np.zeros((y1 - y0, x1 - x0), bool)
+    m[ay - y0:ay - y0 + ah, ax - x0:ax - x0 + aw] |= a.mask
+    m[by - y0:by - y0 + bh, bx - x0:bx - x0 + bw] |= b.mask
+    for k in range(1, gap + 1):  # the band: edges interpolated between the two parts
+        t = k / float(gap + 1)
+        left, right = int(math.floor(al + t * (bl - al) + 0.5)), int(math.floor(ar + t * (br - ar) + 0.5))
+        m[ay + ah - 1 + k - y0, left - x0:right - x0 + 1] = True
+    na, nb = a.area, b.area
+    boxes = [pb for pb in (a.prompt_box, b.prompt_box) if pb[2] > 0 and pb[3] > 0]
+    pbox = (0, 0, 0, 0)
+    if boxes:
+        px0, py0 = min(pb[0] for pb in boxes), min(pb[1] for pb in boxes)
+        pbox = (px0, py0, max(pb[0] + pb[2] for pb in boxes) - px0, max(pb[1] + pb[3] for pb in boxes) - py0)
+    qualities = [q for q in (a.quality, b.quality) if not math.isnan(q)]
+    return InstanceMask(id=a.id, roi=(x0, y0, x1 - x0, y1 - y0), mask=m,
+                        anomaly_score=(a.anomaly_score * na + b.anomaly_score * nb) / float(na + nb),
+                        contrast=max(a.contrast, b.contrast), quality=min(qualities) if qualities else math.nan,
+                        prompt_box=pbox)
+
+
+def merge_bands(masks: Sequence[InstanceMask], config: SelectionConfig = SelectionConfig()) -> List[InstanceMask]:
+    """Kept masks with the parts of one banded object merged (``config.merge_bands``; see SelectionConfig),
+    renumbered 1..K in their order. A cone's reflective collar is surface-coloured, so the segmenter
+    answers its orange parts above and below the collar with two masks; merged, it is one cone."""
+    out = list(masks)
+    if not config.merge_bands:
+        return out
+    merged = True
+    while merged and len(out) > 1:
+        merged = False
+        for i in range(len(out)):
+            for j in range(len(out)):
+                if i != j and out[i].roi[1] <= out[j].roi[1]:
+                    m = _banded_pair(out[i], out[j], config)
+                    if m is not None:
+                        out[i] = m
+                        del out[j]
+                        merged = True
+                        break
+            if merged:
+                break
+    for k, m in enumerate(out, start=1):
+        m.id = k
+    return out
 
 
 def composed_anomaly_map(masks: Sequence[InstanceMask], score_map: Optional[np.ndarray] = None,
