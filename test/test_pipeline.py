@@ -76,10 +76,10 @@ def test_weight_free_profile_finds_planted_objects(weight_free, seed):
     masks = [m.full_mask(960, 540) for m in res.instances]
     found = [max((_iou(m, o.mask) for m in masks), default=0.0) for o in truth.objects]
     # every planted object is covered by one instance, and most instances are objects. Measured (seeds 1-8,
-    # 2026-12-07): suitcase and chock IoU 0.69-1.0; the cone 0.47-0.66: its white band is concrete-coloured,
-    # so the orange parts above and below it become two instances (docs/limitations.md)
+    # 2026-12-08): suitcase and chock IoU 0.69-1.0; the cone 0.65-0.97 (0.47-0.66 before the band merge:
+    # its white collar is concrete-coloured, so the orange parts above and below it were two instances)
     cone, others = found[0], found[1:]
-    assert min(others) >= 0.6 and cone >= 0.4, found
+    assert min(others) >= 0.6 and cone >= 0.6, found
     union = truth.object_union()
     on_objects = [np.count_nonzero(m & union) / np.count_nonzero(m) for m in masks]
     assert sum(f >= 0.5 for f in on_objects) >= len(truth.objects)
@@ -113,8 +113,19 @@ def test_same_image_same_result(weight_free):
 def test_shipped_pipeline_yaml_is_the_code_default():
     import pathlib
 
+    import yaml
+
     path = pathlib.Path(__file__).resolve().parents[1] / "config" / "pipeline.yaml"
     assert PipelineConfig.from_yaml(path) == PipelineConfig(), "config/pipeline.yaml is stale"
+
+    def keys(d, prefix=""):
+        out = set()
+        for k, v in d.items():
+            out |= keys(v, prefix + k + ".") if isinstance(v, dict) and v else {prefix + k}
+        return out
+
+    data = yaml.safe_load(path.read_text())
+    assert keys(data.get("pipeline", data)) == keys(PipelineConfig().to_dict()), "config/pipeline.yaml misses keys"
 
 
 def test_scorer_config_prefers_the_export_sidecar(tmp_path):
