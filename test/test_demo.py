@@ -2,6 +2,7 @@
 import json
 
 import cv2
+import pytest
 
 from s2m_ros.cli.main import main
 
@@ -23,3 +24,10 @@ def test_demo_writes_scores_mask_quality_pictures_and_reuses_its_scenario(tmp_pa
     assert main(args) == 0  # same seed and length: the scenario bag is reused, the replay rewritten
     assert "scenario: reusing" in capsys.readouterr().out
     assert json.loads((out / "summary.json").read_text())["mask_quality"] == q
+    # another camera size is another scenario; a bad size is a clear error
+    assert main(args + ["--camera", "320x180", "--frames", "3"]) == 0
+    assert "scenario: wrote" in capsys.readouterr().out
+    assert json.loads((out / "summary.json").read_text())["replay"]["counters"]["images"] == 3
+    with pytest.raises(SystemExit):
+        main(args + ["--camera", "big"])
+    assert "expected WIDTHxHEIGHT" in capsys.readouterr().err

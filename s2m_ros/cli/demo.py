@@ -1,13 +1,14 @@
 """`s2m demo`: the whole system on the synthetic apron scenario, offline, with scores against the truth.
 
   s2m demo [--out demo_out] [--frames 40] [--seed 0] [--profile surface+grabcut] [--storage mcap]
+           [--camera 640x360]
 
 1. generate the scenario bag ``OUT/scenario`` (camera, CameraInfo, LiDAR, odometry, /tf_static and
-   truth.json) unless it exists with the same seed and length;
+   truth.json) unless it exists with the same seed, length and camera size;
 2. replay it (`s2m replay`: camera pipeline + fusion + tracking on every frame) into ``OUT/replay``;
 3. score confirmed tracks against the truth and write ``OUT/summary.json`` (recall, precision,
-   median_position_error_m, false_confirmed, per-stage timings), ``OUT/bev.png`` (bird's-eye view of
-   confirmed tracks and truth) and ``OUT/overlays/*.jpg`` (camera overlays).
+   median_position_error_m, false_confirmed, per-stage timings, the camera masks' quality per object
+   kind), ``OUT/bev.png`` (bird's-eye view of confirmed tracks and truth) and ``OUT/overlays/*.jpg``.
 """
 import argparse
 import os
@@ -16,14 +17,26 @@ import sys
 import time
 
 
-def _scenario_matches(bag, seed, frames):
+def _scenario_matches(bag, seed, frames, size):
     from s2m_ros.bags.storage import BagError, read_truth
 
     try:
         truth = read_truth(bag)
     except BagError:
         return False
-    return truth.get("seed") == seed and len(truth.get("frames", ())) == frames
+    camera = truth.get("camera", {})
+    return (truth.get("seed") == seed and len(truth.get("frames", ())) == frames
+            and (camera.get("width"), camera.get("height")) == size)
+
+
+def _camera_size(text):
+    try:
+        w, h = (int(v) for v in text.lower().split("x"))
+    except ValueError:
+        raise argparse.ArgumentTypeError("expected WIDTHxHEIGHT, e.g. 1280x720, got %r" % text) from None
+    if not (64 <= w <= 4096 and 64 <= h <= 4096):
+        raise argparse.ArgumentTypeError("camera size %dx%d outside 64..4096" % (w, h))
+    return w, h
 
 
 def main(argv=None):
@@ -34,6 +47,8 @@ def main(argv=None):
     ap.add_argument("--profile", default="surface+grabcut", help="camera pipeline profile (default: weight-free)")
     ap.add_argument("--storage", choices=("mcap", "sqlite3"), default="mcap")
     ap.add_argument("--overlays", type=int, default=8, help="number of overlay images to write")
+    ap.add_argument("--camera", type=_camera_size, default=(640, 360), metavar="WxH",
+                    help="scenario camera resolution (default 640x360; the bolt is 1-3 pixels there)")
     ap.add_argument("--no-progress", action="store_true")
     args = ap.parse_args(argv)
 
@@ -51,9 +66,10 @@ def main(argv=None):
     show = False if args.no_progress else None
     os.makedirs(args.out, exist_ok=True)
     bag = os.path.join(args.out, "scenario")
-    scenario = make_scenario(ScenarioConfig(seed=args.seed, frames=args.frames))
+    scenario = make_scenario(ScenarioConfig(seed=args.seed, frames=args.frames, width=args.camera[0],
+                                            height=args.camera[1]))
     frames = list(scenario.frames())  # the truth instance images too (mask quality below)
-    if _scenario_matches(bag, args.seed, args.frames):
+    if _scenario_matches(bag, args.seed, args.frames, args.camera):
         print("scenario: reusing %s" % bag)
     else:
         s = write_scenario_bag(scenario, bag, storage=args.storage, force=os.path.exists(bag), frames=frames,
