@@ -15,31 +15,20 @@ from collections import Counter
 
 import numpy as np
 
-from s2m_ros.types import box_from_mask
+from s2m_ros.segmentation.prompts import box_iou
+from s2m_ros.types import box_from_mask, clip_mask_to_image
 
 STAGES = ("kept", "rejected", "poor_segment", "no_prompt")
 
 
-def _box_iou(a, b):
-    ax, ay, aw, ah = a
-    bx, by, bw, bh = b
-    iw = max(0, min(ax + aw, bx + bw) - max(ax, bx))
-    ih = max(0, min(ay + ah, by + bh) - max(ay, by))
-    inter = iw * ih
-    union = aw * ah + bw * bh - inter
-    return inter / union if union > 0 else 0.0
-
-
 def _roi_iou(gt, gt_area, roi, mask):
     """IoU of a full-size bool ``gt`` and a mask cropped to ``roi`` (x, y, w, h; may leave the image)."""
-    h, w = gt.shape
-    x, y, rw, rh = (int(v) for v in roi)
-    x0, y0, x1, y1 = max(x, 0), max(y, 0), min(x + rw, w), min(y + rh, h)
-    if x1 <= x0 or y1 <= y0:
+    part = clip_mask_to_image(roi, np.asarray(mask, bool), gt.shape[1], gt.shape[0])
+    if part is None:
         return 0.0
-    inside = np.asarray(mask, bool)[y0 - y:y1 - y, x0 - x:x1 - x]  # the part in the image
+    x0, y0, inside = part  # the part in the image
     area = int(np.count_nonzero(inside))
-    inter = int(np.count_nonzero(gt[y0:y1, x0:x1] & inside))
+    inter = int(np.count_nonzero(gt[y0:y0 + inside.shape[0], x0:x0 + inside.shape[1]] & inside))
     union = gt_area + area - inter
     return inter / union if union > 0 else 0.0
 
@@ -77,7 +66,7 @@ def instance_stages(gt_instances, prompts, segments, decisions, kept, iou_hit=0.
                 if 0 <= px < w and 0 <= py < h and gt[py, px]:
                     on = True
                     break
-            if _box_iou(p.box, box) >= iou_hit:
+            if box_iou(p.box, box) >= iou_hit:
                 on = True
                 break
         out.append("poor_segment" if on else "no_prompt")

@@ -396,27 +396,28 @@ def _banded_pair(a, b, config):
                         prompt_box=pbox)
 
 
+def _first_banded_pair(masks, config):
+    """(i, j, merged) for the first upper mask i and lower mask j that are one banded object, else None."""
+    for i, a in enumerate(masks):
+        for j, b in enumerate(masks):
+            if i != j and a.roi[1] <= b.roi[1]:
+                merged = _banded_pair(a, b, config)
+                if merged is not None:
+                    return i, j, merged
+    return None
+
+
 def merge_bands(masks: Sequence[InstanceMask], config: SelectionConfig = SelectionConfig()) -> List[InstanceMask]:
     """Kept masks with the parts of one banded object merged (``config.merge_bands``; see SelectionConfig),
     renumbered 1..K in their order. A cone's reflective collar is surface-coloured, so the segmenter
     answers its orange parts above and below the collar with two masks; merged, it is one cone."""
     out = list(masks)
-    if not config.merge_bands:
-        return out
-    merged = True
-    while merged and len(out) > 1:
-        merged = False
-        for i in range(len(out)):
-            for j in range(len(out)):
-                if i != j and out[i].roi[1] <= out[j].roi[1]:
-                    m = _banded_pair(out[i], out[j], config)
-                    if m is not None:
-                        out[i] = m
-                        del out[j]
-                        merged = True
-                        break
-            if merged:
-                break
+    found = _first_banded_pair(out, config) if config.merge_bands else None
+    while found is not None:  # a barrier with two stripes merges twice
+        i, j, merged = found
+        out[i] = merged
+        del out[j]
+        found = _first_banded_pair(out, config)
     for k, m in enumerate(out, start=1):
         m.id = k
     return out

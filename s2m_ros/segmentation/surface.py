@@ -618,7 +618,8 @@ def paint_mask(planes, model, cfg, illum=None, seen=None, surface_d2=None):
     tol = np.float32(cfg.paint_chroma)
     if illum is not None:  # a marking in a cast shadow is bluer, like the shadowed surface
         tol = tol + np.float32(cfg.shadow_chroma) * np.clip(-illum, np.float32(0.0), np.float32(cfg.shadow_depth))
-    layers = list(_marking_colour(lum - mu[0], c1 - mu[1], c2 - mu[2], cfg, tol, split=True))
+    diffs = (lum - mu[0], c1 - mu[1], c2 - mu[2])
+    layers = list(_marking_colour(*diffs, cfg, tol, split=True))
     if seen is not None:  # the colours of markings the sampling region showed
         layers.append(seen)
     coloured = np.logical_or.reduce(layers)
@@ -626,7 +627,7 @@ def paint_mask(planes, model, cfg, illum=None, seen=None, surface_d2=None):
         return coloured
     # the faint mix of a marking colour with the surface at a marking's edge (blur, far thin lines) borders
     # a marking as the surface does; an object's own colours do not
-    edge = coloured | _marking_colour(lum - mu[0], c1 - mu[1], c2 - mu[2], cfg, tol, strength=0.25)
+    edge = coloured | _marking_colour(*diffs, cfg, tol, strength=0.25)
     surface = foreign = None
     if surface_d2 is not None:  # explained by the surface model; clearly not (twice as far: an object)
         surface = surface_d2 <= np.float32(cfg.ground_sigmas ** 2)
@@ -649,7 +650,7 @@ def paint_mask(planes, model, cfg, illum=None, seen=None, surface_d2=None):
     for part in thin:
         out |= _marking_parts(part, edge, surface, foreign, cfg, compact)[0]
     # the rim: one pixel around, where the colour mixes marking and surface (never a much darker object part)
-    rim = cv2.dilate(out.astype(np.uint8), np.ones((3, 3), np.uint8)).astype(bool) & (lum - mu[0] >= -cfg.shadow_depth)
+    rim = cv2.dilate(out.astype(np.uint8), np.ones((3, 3), np.uint8)).astype(bool) & (diffs[0] >= -cfg.shadow_depth)
     return out | rim
 
 
