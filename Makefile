@@ -10,7 +10,7 @@ ENV := . tools/env.sh &&
 
 DEMO_OUT ?= demo_out
 
-.PHONY: all setup build test demo selfcheck docs-tables readme-tables models lock clean
+.PHONY: all setup build test fuzz demo selfcheck docs-tables readme-tables models lock clean
 all: test
 
 # venv with pinned packages, CMake fix-up, colcon build (idempotent, ~5 s when done)
@@ -19,6 +19,12 @@ setup build:
 
 test: build
 	@$(ENV) pytest -ra -n $(TEST_WORKERS) $(PYTEST_ARGS)
+
+# both nodes fuzzed with random messages for FUZZ_SECONDS each (the default test run: 20 s each)
+FUZZ_SECONDS ?= 600
+fuzz: build
+	@$(ENV) S2M_FUZZ_SECONDS=$(FUZZ_SECONDS) S2M_TEST_DOMAIN_BASE=$${S2M_TEST_DOMAIN_BASE:-98} \
+		pytest -q -p no:xdist -s test/test_fuzz_nodes.py
 
 # the synthetic apron scenario -> s2m replay (weight-free profile) -> scores vs truth, bird's-eye view,
 # overlays in $(DEMO_OUT); then both nodes live over DDS (self-check)

@@ -22,7 +22,9 @@ if os.environ.get("CI"):
 os.environ["ROS_AUTOMATIC_DISCOVERY_RANGE"] = "LOCALHOST"
 _WORKER = os.environ.get("PYTEST_XDIST_WORKER", "")
 _DOMAIN_POOL = 12
-if _WORKER.startswith("gw") and _WORKER[2:].isdigit():
+if os.environ.get("S2M_TEST_DOMAIN_BASE"):  # a run beside another one on this machine (e.g. `make fuzz`)
+    _DOMAIN_BASE = int(os.environ["S2M_TEST_DOMAIN_BASE"])
+elif _WORKER.startswith("gw") and _WORKER[2:].isdigit():
     _DOMAIN_BASE = 2 + (os.getppid() % 2) * 48 + (int(_WORKER[2:]) % 4) * _DOMAIN_POOL
 else:
     _DOMAIN_BASE = 2 + (os.getpid() % 2) * 48

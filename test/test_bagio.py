@@ -417,6 +417,59 @@ def test_writer_exception_leaves_no_partial_bag(tmp_path):
     assert not (tmp_path / "b").exists()
 
 
+@pytest.mark.parametrize("storage", bagio.STORAGES)
+def test_a_truncated_message_raises_or_is_skipped_and_the_rest_is_read(tmp_path, storage):
+    """Issue 19: one corrupt message (CDR cut short) is a BadMessageError naming it; with ``on_error`` it
+    is handed over and the iteration goes on with the next message."""
+    from s2m_ros.bags.storage import BadMessageError
+    from std_msgs.msg import String
+
+    with BagWriter(tmp_path / "b", storage=storage) as bag:
+        for k in range(4):
+            bag.write("/c", T0 + k * MS, String(data="message %d" % k))
+        good = bagio.serialize(String(data="cut short"))
+        bag.write_raw("/c", T0 + 10 * MS, good[:6])  # truncated
+        bag.write("/c", T0 + 11 * MS, String(data="after"))
+    with BagReader(tmp_path / "b") as r:
+        with pytest.raises(BadMessageError, match=r"std_msgs/msg/String message on /c at \d+ ns \(6 bytes\)") as info:
+            list(r.messages())
+        assert isinstance(info.value, BagError) and info.value.topic == "/c" and info.value.stamp_ns == T0 + 10 * MS
+        bad = []
+        got = [m.data for _, _, m in r.messages(on_error=bad.append)]
+        assert got == ["message 0", "message 1", "message 2", "message 3", "after"]
+        assert [(b.topic, b.stamp_ns, b.size) for b in bad] == [("/c", T0 + 10 * MS, 6)]
+        assert len(list(r.messages(raw=True))) == 6  # raw bytes are not decoded: nothing to refuse
+
+
+def test_a_failing_storage_write_is_a_bag_write_error_and_leaves_no_bag(tmp_path):
+    import errno
+
+    from s2m_ros.bags.storage import BagWriteError
+    from std_msgs.msg import String
+
+    def full(*args, **kwargs):
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    with pytest.raises(BagWriteError, match="No space left on device"):
+        with BagWriter(tmp_path / "b") as bag:
+            bag.write("/c", T0, String(data="a"))
+            bag._writer.write = full
+            bag.write("/c", T0 + 1, String(data="b"))
+    assert not (tmp_path / "b").exists()
+
+
+def test_writer_under_a_regular_file_is_a_bag_error(tmp_path):
+    (tmp_path / "f").write_text("x")
+    with pytest.raises(BagError, match="is not a folder"):
+        BagWriter(tmp_path / "f" / "sub" / "bag")
+
+
+def test_damaged_truth_sidecar_is_a_bag_error(tmp_path):
+    (tmp_path / bagio.TRUTH_FILE).write_bytes(b"\xff{not json")
+    with pytest.raises(BagError, match="cannot read"):
+        bagio.read_truth(tmp_path)
+
+
 # --------------------------------------------------------------------------- scenario bags
 
 

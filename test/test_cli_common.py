@@ -74,3 +74,110 @@ def test_overlay_draws_masks_only_where_they_are():
     heat = score_heatmap(np.array([[0, 1], [np.nan, 2]], np.float32), 4, 4)
     assert heat.shape == (4, 4, 3)
     assert np.array_equal(score_heatmap(np.full((3, 3), np.nan), 3, 3), np.zeros((3, 3, 3), np.uint8))
+
+
+def test_error_policy_user_errors_one_line_bugs_keep_their_traceback(capsys, monkeypatch):
+    """common.guarded: a user error is one line and exit 2, a bug keeps its traceback (exit 1), Ctrl-C is 130."""
+    import errno
+
+    import yaml
+
+    from s2m_ros.cli import common
+    from s2m_ros.eval.datasets import DatasetError
+
+    monkeypatch.delenv("S2M_DEBUG", raising=False)
+
+    def raising(exc):
+        def body():
+            raise exc
+        return body
+
+    for exc in (common.UsageError("bad --thing"), DatasetError("bad\n  dataset"), yaml.YAMLError("x: ["),
+                OSError(errno.ENOSPC, "No space left on device", "/dev/full"), FileNotFoundError("no such file: x")):
+        assert common.guarded("s2m t", raising(exc)) == 2
+        err = capsys.readouterr().err
+        assert err.count("\n") == 1 and err.startswith("s2m t: error: ") and "Traceback" not in err, err
+    assert common.guarded("s2m t", raising(OSError(errno.ENOSPC, "No space left on device", "/dev/full"))) == 2
+    assert capsys.readouterr().err == "s2m t: error: /dev/full: No space left on device\n"
+    assert common.guarded("s2m t", raising(ValueError("a plain ValueError is not a user error"))) == 1
+    err = capsys.readouterr().err
+    assert "internal error" in err and "Traceback" in err
+    assert common.guarded("s2m t", raising(KeyboardInterrupt())) == 130
+    assert capsys.readouterr().err == "s2m t: interrupted\n"
+    monkeypatch.setenv("S2M_DEBUG", "1")
+    assert common.guarded("s2m t", raising(common.UsageError("shown with its traceback"))) == 2
+    assert "Traceback" in capsys.readouterr().err
+
+
+def test_argument_errors_are_one_line(capsys):
+    from s2m_ros.cli.common import ArgumentParser
+
+    ap = ArgumentParser(prog="s2m t")
+    ap.add_argument("--n", type=int)
+    with pytest.raises(SystemExit) as exc:
+        ap.parse_args(["--n", "x"])
+    assert exc.value.code == 2
+    assert capsys.readouterr().err == "s2m t: error: argument --n: invalid int value: 'x' (see s2m t --help)\n"
+
+
+def test_output_and_input_checks(tmp_path):
+    from s2m_ros.cli.common import UsageError, check_input, check_output_dir, check_output_file, load_yaml_file
+
+    (tmp_path / "f").write_text("x")
+    check_output_dir(tmp_path / "new" / "deeper")
+    check_output_file(tmp_path / "new" / "o.json")
+    for call, match in ((lambda: check_output_dir(tmp_path / "f"), "not a folder"),
+                        (lambda: check_output_dir(tmp_path / "f" / "sub"), "is not a folder"),
+                        (lambda: check_output_file(tmp_path), "is a folder"),
+                        (lambda: check_output_file(tmp_path / "f" / "o.json"), "is not a folder"),
+                        (lambda: check_input(tmp_path / "nope"), "does not exist"),
+                        (lambda: check_input(tmp_path, "file"), "expected a file"),
+                        (lambda: check_input(tmp_path / "f", "folder"), "not a folder"),
+                        (lambda: load_yaml_file(tmp_path / "nope.yaml"), "cannot read"),
+                        (lambda: load_yaml_file(tmp_path), "is a folder")):
+        with pytest.raises(UsageError, match=match):
+            call()
+    (tmp_path / "b.yaml").write_bytes(b"a: [\n")
+    with pytest.raises(UsageError, match=r"b.yaml is not valid YAML: .*line"):
+        load_yaml_file(tmp_path / "b.yaml")
+
+
+def test_set_dotted_refuses_malformed_assignments():
+    from s2m_ros.cli.common import UsageError
+
+    for bad, match in (("a=[", "not valid YAML"), ("=1", "dotted names"), ("a..b=1", "dotted names")):
+        with pytest.raises(UsageError, match=match):
+            set_dotted({}, bad)
+    with pytest.raises(UsageError, match="already a value"):
+        set_dotted({"a": 1}, "a.b=2")
+
+
+def test_iter_images_reports_unreadable_files_and_goes_on(tmp_path):
+    from s2m_ros.files import iter_images
+
+    cv2.imwrite(str(tmp_path / "a.png"), np.zeros((4, 4, 3), np.uint8))
+    (tmp_path / "b.png").write_bytes(b"")
+    cv2.imwrite(str(tmp_path / "c.png"), np.zeros((4, 4, 3), np.uint8))
+    skipped = []
+    got = [p.name for p, _ in iter_images(iter_image_paths([tmp_path]), on_skip=lambda p, e: skipped.append(p.name))]
+    assert got == ["a.png", "c.png"] and skipped == ["b.png"]
+    with pytest.raises(OSError, match="not a regular file or folder"):
+        iter_image_paths(["/dev/null"])
+    with pytest.raises(ValueError, match="limit"):
+        iter_image_paths([tmp_path], limit=-1)
+
+
+def test_every_user_error_name_is_a_real_exception_class():
+    """USER_ERRORS matches classes by module-qualified name: a renamed or moved class must fail here, not
+    silently turn its errors into tracebacks."""
+    import importlib
+
+    from s2m_ros.cli.common import USER_ERRORS
+
+    for name in sorted(USER_ERRORS):
+        module, _, qualname = name.rpartition(".")
+        if module.startswith("onnxruntime."):
+            module = "onnxruntime.capi.onnxruntime_pybind11_state"
+        cls = getattr(importlib.import_module(module), qualname)
+        assert isinstance(cls, type) and issubclass(cls, BaseException), name
+        assert "%s.%s" % (cls.__module__, cls.__qualname__) == name, name

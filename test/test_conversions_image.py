@@ -1,6 +1,8 @@
 """sensor_msgs/Image and CompressedImage <-> numpy (s2m_ros.ros.conversions.image)."""
+import warnings
 import zlib
 
+import cv2
 import numpy as np
 import pytest
 from hypothesis import given, settings
@@ -10,6 +12,7 @@ from sensor_msgs.msg import CompressedImage, Image
 from std_msgs.msg import Header
 from builtin_interfaces.msg import Time
 
+import image_bombs as bombs
 from s2m_ros.ros.conversions.errors import ConversionError
 from s2m_ros.ros.conversions.image import (
     ENCODINGS,
@@ -20,6 +23,7 @@ from s2m_ros.ros.conversions.image import (
     numpy_to_compressed,
     numpy_to_image,
     to_bgr8,
+    MAX_PIXELS_DEFAULT,
 )
 
 ALL_ENCODINGS = sorted(ENCODINGS)
@@ -464,3 +468,137 @@ def test_decoded_view_of_the_message_buffer_is_read_only():
         arr[0, 0, 0] = 1
     padded = image_to_numpy(numpy_to_image(np.zeros((4, 5, 3), np.uint8), "bgr8", step=16))
     assert padded.flags.writeable  # a copy: safe to write
+
+
+# --------------------------------------------------------------------------- hostile CompressedImage (issue 19)
+
+
+@pytest.fixture
+def no_decoding(monkeypatch):
+    """Fail the test if OpenCV is asked to decode anything."""
+    def imdecode(*args, **kwargs):
+        raise AssertionError("cv2.imdecode called: the payload should have been refused from its header")
+
+    monkeypatch.setattr(cv2, "imdecode", imdecode)
+
+
+def refused(data, fmt, **kw):
+    with pytest.raises(ConversionError) as err:
+        compressed_to_numpy(CompressedImage(format=fmt, data=data), **kw)
+    assert err.value.field == "CompressedImage.data"
+    return err.value
+
+
+@pytest.mark.parametrize("fmt,data,claim", [
+    ("jpeg", bombs.jpeg_claiming(65000, 65000), "65000x65000 JPEG"),
+    ("png", bombs.png_claiming(70000, 70000), "70000x70000 PNG"),
+    ("bgr8; jpeg compressed bgr8", bombs.jpeg_claiming(65535, 40000), "65535x40000 JPEG"),
+])
+def test_header_claiming_billions_of_pixels_is_refused_before_decoding(fmt, data, claim, no_decoding):
+    # OpenCV raises cv2.error above 2^30 pixels: this used to kill the node
+    assert len(data) < 4000
+    err = refused(data, fmt)
+    assert err.value == claim
+    assert "more than the limit of %d pixels" % MAX_PIXELS_DEFAULT in err.reason
+
+
+def test_zeros_png_bomb_is_refused_without_being_decoded(no_decoding):
+    data = bombs.zeros_png()  # 20000x20000: 400 MB once decoded
+    assert len(data) < 500_000
+    err = refused(data, "png")
+    assert err.value == "20000x20000 PNG"
+    assert "claims 400000000 pixels" in err.reason and str(MAX_PIXELS_DEFAULT) in err.reason
+
+
+def test_png_chunk_longer_than_the_payload_is_refused_before_decoding(no_decoding):
+    # OpenCV would allocate the 2.6 GB this 3 KB payload's IDAT claims
+    err = refused(bombs.png_with_idat_claiming(2_634_027_781), "png")
+    assert "PNG chunk 'IDAT'" in err.reason and "2634027781 bytes" in err.reason
+
+
+def test_corrupt_exif_is_not_an_uncaught_warning():
+    data = bombs.jpeg_with_corrupt_exif()
+    with pytest.warns(UserWarning):  # Pillow warns (by default printed once per place) and the frame decodes
+        out, enc = compressed_to_numpy(CompressedImage(format="jpeg", data=data))
+    assert enc == "bgr8" and out.shape == (8, 8, 3)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # where warnings are errors, a refusal: never an uncaught warning
+        refused(data, "jpeg")
+
+
+def test_limit_is_checked_from_the_header():
+    for data, fmt in ((bombs.small_jpeg(10, 10), "jpeg"), (bombs.small_png(10, 10), "png")):
+        assert compressed_to_numpy(CompressedImage(format=fmt, data=data), max_pixels=100)[0].shape == (10, 10, 3)
+    for data, fmt in ((bombs.small_jpeg(10, 10), "jpeg"), (bombs.small_png(10, 10), "png")):
+        with pytest.MonkeyPatch.context() as mp:
+            mp.setattr(cv2, "imdecode", lambda *a: pytest.fail("decoded"))
+            err = refused(data, fmt, max_pixels=99)
+        assert err.value == "10x10 %s" % fmt.upper() and "limit of 99 pixels" in err.reason
+
+
+def test_opencv_errors_become_conversion_errors():
+    # a caller limit above OpenCV's own (2^30 pixels): the header passes, OpenCV raises
+    err = refused(bombs.jpeg_claiming(65000, 65000), "jpeg", max_pixels=2 ** 40)
+    assert "OpenCV cannot decode" in err.reason
+
+
+@pytest.mark.parametrize("maker", [lambda: bombs.bmp_claiming(4, 4), lambda: bombs.bmp_claiming(30000, 30000)],
+                         ids=["bmp", "bmp-claiming-30000x30000"])
+def test_payload_must_be_jpeg_or_png_by_content(maker, no_decoding):
+    # OpenCV would decode any format it knows (BMP, TIFF, ...) whatever the format string says
+    err = refused(maker(), "jpeg")
+    assert "not JPEG or PNG data" in err.reason
+
+
+def test_sixteen_bit_colour_png_is_still_refused_after_decoding():
+    err = refused(bombs.small_png(6, 5, dtype=np.uint16), "png")
+    assert "unsupported pixel type" in err.reason and "uint16" in err.value
+    out, enc = compressed_to_numpy(CompressedImage(format="png", data=bombs.small_png(6, 5, dtype=np.uint16,
+                                                                                        channels=1)))
+    assert enc == "mono16" and out.dtype == np.uint16 and out.shape == (6, 5)
+
+
+@pytest.mark.parametrize("cut", ["after-sof", "before-sof", "half-scan"])
+def test_truncated_jpeg_is_a_conversion_error(cut):
+    data = bombs.small_jpeg()
+    n = {"after-sof": data.find(b"\xff\xc0") + 19, "before-sof": data.find(b"\xff\xc0") + 4,
+         "half-scan": data.find(b"\xff\xda") + 40}[cut]
+    refused(data[:n], "jpeg")
+
+
+@pytest.mark.parametrize("kind", ["jpeg", "png", "mono-jpeg", "alpha-png"])
+def test_valid_payloads_decode_as_before(kind):
+    data = {"jpeg": bombs.small_jpeg(), "png": bombs.small_png(), "mono-jpeg": bombs.small_jpeg(channels=1),
+            "alpha-png": bombs.small_png(channels=4)}[kind]
+    out, enc = compressed_to_numpy(CompressedImage(format=kind.split("-")[-1], data=data))
+    expected = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_UNCHANGED)
+    assert_exact(out, expected)
+    assert enc == {"jpeg": "bgr8", "png": "bgr8", "mono-jpeg": "mono8", "alpha-png": "bgra8"}[kind]
+
+
+VALID = {"jpeg": bombs.small_jpeg(), "png": bombs.small_png()}
+
+
+@settings(max_examples=300, deadline=None)
+@given(kind=st.sampled_from(sorted(VALID)), fmt=st.sampled_from(["jpeg", "png"]), cut=st.integers(0, 10 ** 6),
+       patches=st.lists(st.tuples(st.integers(0, 10 ** 6), st.integers(0, 255)), max_size=6),
+       tail=st.binary(max_size=64))
+def test_property_damaged_payloads_raise_only_conversion_errors(kind, fmt, cut, patches, tail):
+    data = bytearray(VALID[kind])
+    for pos, value in patches:
+        data[pos % len(data)] = value
+    data = bytes(data[:cut % (len(data) + 1)]) + tail
+    try:
+        compressed_to_numpy(CompressedImage(format=fmt, data=data), max_pixels=64 * 48 * 4)
+    except ConversionError as exc:
+        assert exc.field == "CompressedImage.data"
+
+
+@settings(max_examples=200, deadline=None)
+@given(prefix=st.sampled_from([b"", b"\xff\xd8\xff", bombs.PNG_MAGIC, bombs.PNG_MAGIC + bytes([0, 0, 0, 13]) + b"IHDR"]),
+       body=st.binary(max_size=300))
+def test_property_random_bytes_raise_only_conversion_errors(prefix, body):
+    try:
+        compressed_to_numpy(CompressedImage(format="jpeg", data=prefix + body), max_pixels=64 * 48 * 4)
+    except ConversionError as exc:
+        assert exc.field == "CompressedImage.data"

@@ -123,3 +123,33 @@ def test_real_roadanomaly_frames_espnet_threshold(shared_data, espnet_export, tm
     r = json.loads(out.read_text())
     assert r["n_images"] == 4 and r["config"]["scorer"] == "espnet/msp"
     assert 0.4 < r["pixel"]["auroc"] < 0.8  # a weak but real scorer on 4 frames
+
+
+def test_bad_samples_and_failing_images_are_skipped_not_fatal(apron_dataset, tmp_path):
+    """Issue 19: a size-mismatched label is skipped (bad_sample), an image the pipeline fails on too
+    (processing_error); the metrics are those of the rest and result["skipped"] lists both."""
+    import shutil
+
+    from s2m_ros.cli.common import Skipped
+    from s2m_ros.eval.datasets import open_dataset
+
+    root = tmp_path / "ds"
+    shutil.copytree(apron_dataset, root)
+    cv2.imwrite(str(root / "labels_masks" / "f1.png"), np.zeros((10, 10), np.uint8))
+    ds = open_dataset(root)
+
+    class Failing:
+        calls = 0
+
+        def score(self, image):
+            Failing.calls += 1
+            if Failing.calls == 2:
+                raise RuntimeError("scorer fell over")
+            return np.zeros(image.shape[:2], np.float32)
+
+    skipped = Skipped("s2m eval", quiet=True)
+    result, rows, per, _ = eval_cli.run_eval(ds, Failing(), "threshold", skipped=skipped)
+    assert result["n_images"] == len(rows) == len(per) == 1
+    assert [(s["item"], s["reason"]) for s in result["skipped"]] == [("f1", "bad_sample"), ("f2", "processing_error")]
+    assert "is 480x270 but the semantic label" in result["skipped"][0]["error"]
+    assert result["skipped"][1]["error"] == "RuntimeError: scorer fell over"

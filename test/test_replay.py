@@ -148,3 +148,117 @@ def test_cli_replay_and_its_errors(bags, tmp_path, capsys):
     assert "unknown role 'images'" in capsys.readouterr().err
     assert main(["replay", str(bags["mcap"]), str(tmp_path / "o3"), "--fusion-set", "tracker.min_hits=1"]) == 2
     assert "tracker.min_hits" in capsys.readouterr().err
+
+
+# --------------------------------------------------------------------------- hostile input (issue 19)
+
+
+@pytest.fixture(scope="module")
+def small_bag(tmp_path_factory):
+    """4 frames at 160x90 with a small LiDAR (sqlite3): quick replays."""
+    path = tmp_path_factory.mktemp("small") / "bag"
+    scenario = make_scenario(ScenarioConfig(seed=0, frames=4, width=160, height=90, lidar_beams=8,
+                                            lidar_azimuth_steps=128))
+    write_scenario_bag(scenario, path, storage="sqlite3", show_progress=False)
+    return path
+
+
+def test_failures_on_single_messages_are_counted_and_the_replay_goes_on(small_bag, tmp_path, monkeypatch):
+    """A ValueError on a message counts as bad input of its role, any other exception as processing_errors
+    (with its text); neither ends the replay, and the output bag is written."""
+    calls = {"cloud": 0, "odom": 0}
+    on_cloud, on_odom = Replayer._on_cloud, Replayer._on_odom
+
+    def flaky_cloud(self, stamp_ns, msg):
+        calls["cloud"] += 1
+        if calls["cloud"] == 2:
+            raise RuntimeError("boom on the second cloud")
+        return on_cloud(self, stamp_ns, msg)
+
+    def refused_odom(self, stamp_ns, msg):
+        calls["odom"] += 1
+        if calls["odom"] == 3:
+            raise ValueError("odometry out of its mind")
+        return on_odom(self, stamp_ns, msg)
+
+    monkeypatch.setattr(Replayer, "_on_cloud", flaky_cloud)
+    monkeypatch.setattr(Replayer, "_on_odom", refused_odom)
+    summary = Replayer().run(small_bag, tmp_path / "out", show_progress=False)
+    c = summary.counters
+    assert c["processing_errors"] == 1 and c["bad_odometry"] == 1 and c["bad_input"] == 1
+    assert c["images_processed"] == 4 and c["clouds"] == 3  # the second cloud failed before it was counted
+    assert summary.skipped_by_topic == {"/lidar/points": {"processing_errors": 1}, "/odom": {"bad_odometry": 1}}
+    texts = {s["reason"]: s["error"] for s in summary.skipped}
+    assert texts == {"processing_errors": "RuntimeError: boom on the second cloud",
+                     "bad_odometry": "ValueError: odometry out of its mind"}
+    d = summary.to_dict()
+    assert d["n_skipped"] == 2 and len(d["skipped"]) == 2 and d["skipped"][0]["item"].startswith("/lidar/points @ ")
+    with BagReader(tmp_path / "out") as r:
+        assert r.counts()["/ood/masks"] == 4
+
+
+def test_a_failing_output_bag_ends_the_replay_without_a_partial_bag(small_bag, tmp_path, monkeypatch):
+    import errno
+
+    from s2m_ros.bags.storage import BagWriteError, BagWriter
+
+    write_raw = BagWriter.write_raw
+    n = {"k": 0}
+
+    def filling_up(self, topic, stamp_ns, data):
+        n["k"] += 1
+        if n["k"] > 3:
+            raise BagWriteError("cannot write to bag %s: %s" % (self.path, OSError(errno.ENOSPC, "disk full")))
+        return write_raw(self, topic, stamp_ns, data)
+
+    monkeypatch.setattr(BagWriter, "write_raw", filling_up)
+    with pytest.raises(BagError, match="cannot write to bag"):
+        Replayer().run(small_bag, tmp_path / "out", show_progress=False)
+    assert not (tmp_path / "out").exists()
+
+
+def test_unreadable_rest_of_a_bag_keeps_what_was_replayed(small_bag, tmp_path, monkeypatch):
+    """Storage that fails mid-way (a damaged file): reading stops with a warning and a counter, the
+    output bag holds what was replayed."""
+    messages = BagReader.messages
+
+    def breaking(self, *args, **kwargs):
+        def gen():
+            for k, item in enumerate(messages(self, *args, **kwargs)):
+                if k == 9:
+                    raise BagError("cannot read bag %s after 9 message(s): database disk image is malformed"
+                                   % self.path)
+                yield item
+        return gen()
+
+    monkeypatch.setattr(BagReader, "messages", breaking)
+    summary = Replayer().run(small_bag, tmp_path / "out", show_progress=False)
+    assert summary.counters["bag_read_errors"] == 1 and summary.counters["messages"] == 9
+    assert any("malformed" in w for w in summary.warnings)
+    assert (tmp_path / "out" / "metadata.yaml").is_file()
+
+
+def test_a_late_cloud_in_a_bag_is_skipped_as_out_of_order_not_a_time_reset(small_bag, tmp_path, monkeypatch):
+    """Issue 19 (3), in replay: a cloud stamped 50 ms before the last fused one is skipped_out_of_order and the
+    tracks kept (it was a time reset that dropped every track: the fusion node's policy, shared)."""
+    import copy
+
+    on_cloud, seen = Replayer._on_cloud, []
+
+    def with_a_late_copy(self, stamp_ns, msg):
+        on_cloud(self, stamp_ns, msg)
+        seen.append(msg)
+        if len(seen) == 3:
+            late = copy.deepcopy(seen[1])
+            t = msg.header.stamp.sec * 10 ** 9 + msg.header.stamp.nanosec - 5 * 10 ** 7
+            late.header.stamp.sec, late.header.stamp.nanosec = divmod(t, 10 ** 9)
+            on_cloud(self, stamp_ns, late)
+
+    plain = Replayer().run(small_bag, tmp_path / "plain", show_progress=False)
+    monkeypatch.setattr(Replayer, "_on_cloud", with_a_late_copy)
+    late = Replayer().run(small_bag, tmp_path / "out", show_progress=False)
+    c = late.counters
+    assert c["skipped_out_of_order"] == 1 and c.get("time_resets", 0) == 0 and c["time_resets_tracker"] == 0
+    assert c["fused"] == plain.counters["fused"] > 0
+    assert [[(t.id, t.confirmed) for t in f.tracks] for f in late.frames] == [[(t.id, t.confirmed) for t in f.tracks]
+                                                                               for f in plain.frames]

@@ -4,15 +4,25 @@ Every message of the input bag is handled in bag order, as the nodes would handl
 is dropped (no latest-only worker, no DDS) and nothing depends on the wall clock:
 
 - images -> :class:`S2MPipeline` -> masks, instance image, score map, overlay (``s2m_ros.ros.outputs``);
-- masks and clouds -> :class:`NearestTimeMatcher` (the fusion node's matcher, same tolerance and
-  buffer) -> :class:`ObstaclePipeline` (fusion + fixed frame + tracking) -> obstacles and markers;
+- masks and clouds -> ``ObstacleFrontEnd.add_cloud`` and its :class:`NearestTimeMatcher` (the fusion
+  node's: same tolerance, buffer and out-of-order policy) -> :class:`ObstaclePipeline` (fusion + fixed
+  frame + tracking) -> obstacles and markers;
 - CameraInfo, ``/tf_static`` (static extrinsics) and odometry (fixed frame) are taken from the bag;
 - diagnostics of both stages are written once per second of bag time.
 
 Outputs are written at the receive time of the input message that produced them. Fusion
 parameters come from a fusion_node params file (``config/fusion.yaml`` format), validated against
 the node's own parameter table, so the replay runs with exactly the settings the node would.
+
+Hostile input never ends a replay: a message that cannot be deserialised (``bad_messages``), whose
+content is refused (``bad_images``, ``bad_clouds``, ``bad_camera_info``, ``bad_odometry``,
+``bad_tf_static``; all of these together: ``bad_input``) or on which anything else fails
+(``processing_errors``) is skipped and counted, by topic and reason (the summary's ``skipped_by_topic``,
+the first :data:`MAX_SKIPPED_EXAMPLES` with their error text in ``skipped``), and the replay goes on.
+Storage that cannot be read any further ends the reading (``bag_read_errors``, a warning) but the
+output bag is still written. Only a failure to write the output bag ends a replay (BagWriteError).
 """
+import collections
 import os
 import time
 from dataclasses import dataclass, field
@@ -21,12 +31,16 @@ from typing import Dict, List, Optional
 import numpy as np
 
 from s2m_ros.ros import outputs
-from s2m_ros.bags.storage import BagError, BagReader, BagWriter
+from s2m_ros.bags.storage import BagError, BagReader, BagWriteError, BagWriter
 from s2m_ros.ros.conversions import ConversionError
-from s2m_ros.obstacles.time_matching import NearestTimeMatcher
 from s2m_ros.ros.diagnostics import NodeStats
 
 IMAGE_TYPES = ("sensor_msgs/msg/Image", "sensor_msgs/msg/CompressedImage")
+#: How many skipped messages the summary lists with their error text (all are counted).
+MAX_SKIPPED_EXAMPLES = 20
+#: Counter of a message whose content its handler refuses, by role.
+BAD_INPUT_COUNTERS = {"image": "bad_images", "camera_info": "bad_camera_info", "cloud": "bad_clouds",
+                      "odom": "bad_odometry", "tf_static": "bad_tf_static"}
 EXPECTED_TYPES = {
     "image": IMAGE_TYPES,
     "camera_info": ("sensor_msgs/msg/CameraInfo",),
@@ -83,13 +97,21 @@ class ReplaySummary:
     extrinsics: str
     warnings: List[str] = field(default_factory=list)
     camera_masks: list = field(default_factory=list)  # FrameMasks of every image, with run(keep_masks=True)
+    # messages skipped: the first MAX_SKIPPED_EXAMPLES as {"item", "topic", "stamp_ns", "reason", "error"}
+    skipped: List[dict] = field(default_factory=list)
+    skipped_by_topic: Dict[str, Dict[str, int]] = field(default_factory=dict)  # topic -> reason -> count
+
+    @property
+    def n_skipped(self):
+        return sum(n for reasons in self.skipped_by_topic.values() for n in reasons.values())
 
     def to_dict(self):
         confirmed = sorted({t.id for f in self.frames for t in f.tracks if t.confirmed})
         return {"input": self.input, "output": self.output, "storage": self.storage, "counters": self.counters,
                 "stage_ms": self.stage_ms, "output_counts": self.output_counts, "seconds": round(self.seconds, 3),
                 "tracking_frame": self.tracking_frame, "extrinsics": self.extrinsics,
-                "confirmed_track_ids": confirmed, "warnings": self.warnings}
+                "confirmed_track_ids": confirmed, "warnings": self.warnings,
+                "n_skipped": self.n_skipped, "skipped_by_topic": self.skipped_by_topic, "skipped": self.skipped}
 
 
 def fusion_parameters(overrides=None, params_file=None):
@@ -118,15 +140,31 @@ def flatten_params(tree, prefix=""):
 
 
 def read_params_file(path):
-    """Flat {dotted name: value} of a ROS 2 params file (first node section, ``ros__parameters``)."""
+    """Flat {dotted name: value} of a ROS 2 params file (first node section, ``ros__parameters``).
+
+    ParameterError (one line) when the file is missing, unreadable, not YAML or has no such section."""
     import yaml
 
-    with open(path) as f:
-        data = yaml.safe_load(f) or {}
-    for section in data.values():
+    from s2m_ros.ros.params import ParameterError
+
+    try:
+        with open(path, "rb") as f:  # bytes: an encoding problem is a YAML error, not UnicodeDecodeError
+            data = yaml.safe_load(f) or {}
+    except OSError as exc:
+        raise ParameterError("cannot read params file %s: %s" % (path, exc.strerror or exc)) from None
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = " (line %d, column %d)" % (mark.line + 1, mark.column + 1) if mark is not None else ""
+        problem = " ".join(str(getattr(exc, "problem", None) or exc).split())
+        raise ParameterError("params file %s is not valid YAML: %s%s" % (path, problem, where)) from None
+    sections = data.values() if isinstance(data, dict) else ()
+    for section in sections:
         if isinstance(section, dict) and "ros__parameters" in section:
-            return flatten_params(section["ros__parameters"])
-    raise ValueError("%s has no ros__parameters section" % path)
+            params = section["ros__parameters"] or {}
+            if not isinstance(params, dict):
+                raise ParameterError("%s: ros__parameters must be a mapping, got %s" % (path, type(params).__name__))
+            return flatten_params(params)
+    raise ParameterError("%s has no <node>: ros__parameters: section" % path)
 
 
 class _BagClock:
@@ -143,13 +181,18 @@ class Replayer:
     def __init__(self, config: Optional[ReplayConfig] = None):
         from s2m_ros.ros.conversions.markers import MarkerBuilder
         from s2m_ros.ros.frontend import ObstacleFrontEnd
-        from s2m_ros.segmentation.pipeline import PipelineConfig, S2MPipeline
+        from s2m_ros.segmentation.pipeline import PipelineConfig, PipelineConfigError, S2MPipeline
 
         self.config = config or ReplayConfig()
         self.params = p = fusion_parameters(self.config.fusion_params)
-        self.pipeline = S2MPipeline(self.config.pipeline or PipelineConfig())
+        try:
+            self.pipeline = S2MPipeline(self.config.pipeline or PipelineConfig())
+        except (TypeError, ValueError) as exc:  # a value the configuration took but a stage refuses
+            if isinstance(exc, PipelineConfigError):
+                raise
+            raise PipelineConfigError("invalid pipeline configuration: %s: %s" % (type(exc).__name__, exc)) from exc
         self.front = ObstacleFrontEnd(p)  # extrinsics source and fixed frame are decided per bag in run()
-        self.matcher = NearestTimeMatcher(int(round(p["time_tolerance_s"] * 1e9)), p["cloud_buffer_size"])
+        self.matcher = self.front.matcher  # the fusion node's matcher, with the same time policy
         self.markers = MarkerBuilder(p["markers.lifetime_s"], p["markers.show_tentative"])
         self.clock = _BagClock()
         self.camera_stats = NodeStats(clock=self.clock, latency_window=10 ** 6)
@@ -157,6 +200,9 @@ class Replayer:
         self.frames: List[FusedFrame] = []
         self.overlays = []
         self.camera_masks = []
+        self._current = (None, 0)  # (topic, receive time) of the message being handled
+        self.skip_counts = collections.OrderedDict()  # topic -> {reason: count}
+        self.skipped: List[dict] = []  # the first MAX_SKIPPED_EXAMPLES
 
     # ------------------------------------------------------------------ main loop
     def run(self, in_bag, out_bag, storage="mcap", force=False, show_progress=None, keep_overlays=(),
@@ -169,6 +215,11 @@ class Replayer:
         t_start = time.perf_counter()
         warnings = []
         topics_cfg = self.config.topics
+        src, dst = os.path.realpath(str(in_bag)), os.path.realpath(str(out_bag))
+        # without force an existing output is refused by the writer ("exists"); with it, it would be deleted
+        if dst.startswith(src + os.sep) or (force and (src == dst or src.startswith(dst + os.sep))):
+            raise BagError("the output bag %s would replace or sit inside the input bag %s; choose another output"
+                           % (out_bag, in_bag))
         with BagReader(in_bag) as reader:
             available = reader.topics()
             wanted = {role: getattr(topics_cfg, role) for role in EXPECTED_TYPES}
@@ -205,19 +256,30 @@ class Replayer:
                     writer.add_topic(_abs(topic), outputs.OUTPUT_TYPES[topic])
                 self.writer = writer
                 self._next_diag_ns = None
-                roles = {t: r for r, t in present.items()}
-                for topic, stamp_ns, msg in progress(reader.messages(order), total=total,
-                                                     desc="replay %s" % os.path.basename(str(in_bag)),
-                                                     enabled=show_progress):
-                    self.clock.now_s = stamp_ns * 1e-9
-                    getattr(self, "_on_" + roles[topic])(stamp_ns, msg)
-                    self._maybe_diagnostics(stamp_ns)
-                    last_ns = stamp_ns
-                if self._next_diag_ns is not None:
+                self._roles = roles = {t: r for r, t in present.items()}
+                last_ns = None
+                stream = reader.messages(order, on_error=self._on_bad_message)
+                try:
+                    for topic, stamp_ns, msg in progress(stream, total=total,
+                                                         desc="replay %s" % os.path.basename(str(in_bag)),
+                                                         enabled=show_progress):
+                        self._current = (topic, stamp_ns)
+                        self.clock.now_s = stamp_ns * 1e-9
+                        self._handle(roles[topic], stamp_ns, msg)
+                        self._maybe_diagnostics(stamp_ns)
+                        last_ns = stamp_ns
+                except BagWriteError:
+                    raise
+                except BagError as exc:  # the storage cannot be read further: keep what was replayed
+                    self.fusion_stats.error("bag_read_errors", str(exc))
+                    warnings.append("stopped reading: %s" % exc)
+                if self._next_diag_ns is not None and last_ns is not None:
                     self._write_diagnostics(last_ns)
                 output_counts = {t: n for t, n in writer.counts.items()}
-        counters = dict(self.camera_stats.counters)
-        counters.update(self.fusion_stats.counters)
+        counters = _merge_counters(self.camera_stats.counters, self.fusion_stats.counters)
+        counters["messages"] = self._n_messages
+        counters["bad_messages"] = counters.get("bad_messages", 0)
+        counters["bad_input"] = sum(counters.get(k, 0) for k in ("bad_messages",) + tuple(BAD_INPUT_COUNTERS.values()))
         for reason, n in self.matcher.unmatched.items():
             counters["unmatched_" + reason] = n
         counters["time_resets_tracker"] = self.front.pipeline.tracker.time_resets
@@ -231,9 +293,48 @@ class Replayer:
             output_counts=output_counts, frames=self.frames, overlays=self.overlays,
             camera_masks=self.camera_masks, seconds=time.perf_counter() - t_start,
             tracking_frame=(self.front.fixed_frame_id or "odometry frame") if self.front.use_fixed else "LiDAR frame",
-            extrinsics=self.extrinsics_source, warnings=warnings)
+            extrinsics=self.extrinsics_source, warnings=warnings,
+            skipped=list(self.skipped), skipped_by_topic={t: dict(r) for t, r in self.skip_counts.items()})
+
+    # ------------------------------------------------------------------ hostile input
+    def _handle(self, role, stamp_ns, msg):
+        """One message through its handler; whatever fails on it is this message's, counted, not the run's
+        (except a failing output bag, which ends the replay)."""
+        self._n_messages += 1
+        try:
+            getattr(self, "_on_" + role)(stamp_ns, msg)
+        except BagWriteError:
+            raise
+        except ValueError as exc:  # ConversionError and other refusals of the message's content
+            self._reject(self._stats_of(role), BAD_INPUT_COUNTERS[role], "%s: %s" % (type(exc).__name__, exc))
+        except Exception as exc:  # noqa: BLE001 - one message must not end a replay (the nodes do the same)
+            self._reject(self._stats_of(role), "processing_errors", "%s: %s" % (type(exc).__name__, exc))
+
+    def _stats_of(self, role):
+        return self.camera_stats if role == "image" else self.fusion_stats
+
+    def _on_bad_message(self, bad):
+        """The reader could not deserialise a message (BadMessageError): count it and go on."""
+        self._n_messages += 1
+        self._current = (bad.topic, bad.stamp_ns)
+        self._reject(self._stats_of(self._roles.get(bad.topic)), "bad_messages",
+                     "cannot deserialise %s (%d bytes): %s" % (bad.msgtype, bad.size, bad.error))
+
+    def _reject(self, stats, counter, text):
+        """Count the current message as skipped for ``counter`` (in ``stats`` and by topic)."""
+        text = " ".join(str(text).split())
+        stats.error(counter, text)
+        topic, stamp_ns = self._current
+        by_reason = self.skip_counts.setdefault(topic, collections.OrderedDict())
+        by_reason[counter] = by_reason.get(counter, 0) + 1
+        if len(self.skipped) < MAX_SKIPPED_EXAMPLES:
+            self.skipped.append({"item": "%s @ %d" % (topic, stamp_ns), "topic": topic, "stamp_ns": int(stamp_ns),
+                                 "reason": counter, "error": text})
 
     def _stats_init(self):
+        self._n_messages = 0
+        self.skip_counts.clear()
+        del self.skipped[:]
         for name in ("images", "images_processed", "bad_images", "processing_errors", "masks"):
             self.camera_stats.count(name, 0)
         for name in ("clouds", "bad_clouds", "matched", "fused", "skipped_no_camera_info", "skipped_no_extrinsics",
@@ -250,17 +351,17 @@ class Replayer:
         try:
             self.front.camera = camera_info_to_camera(msg)
         except ConversionError as exc:
-            self.fusion_stats.error("bad_camera_info", str(exc))
+            self._reject(self.fusion_stats, "bad_camera_info", str(exc))
 
     def _on_tf_static(self, stamp_ns, msg):
         for error in self.front.add_tf_message(msg):
-            self.fusion_stats.error("bad_tf_static", error)
+            self._reject(self.fusion_stats, "bad_tf_static", error)
 
     def _on_odom(self, stamp_ns, msg):
         try:
             self.front.add_odometry(msg)
         except ValueError as exc:
-            self.fusion_stats.error("bad_odometry", str(exc))
+            self._reject(self.fusion_stats, "bad_odometry", str(exc))
 
     def _on_image(self, stamp_ns, msg):
         from s2m_ros.ros.conversions.image import compressed_to_bgr8, image_to_bgr8
@@ -274,13 +375,13 @@ class Replayer:
         try:
             bgr = compressed_to_bgr8(msg) if hasattr(msg, "format") else image_to_bgr8(msg)
         except ConversionError as exc:
-            st.error("bad_images", str(exc))
+            self._reject(st, "bad_images", str(exc))
             return
         decode_ms = (time.perf_counter() - t0) * 1e3
         try:
             res = self.pipeline.process(bgr)
         except Exception as exc:  # noqa: BLE001 - one bad frame must not stop a replay (the node does the same)
-            st.error("processing_errors", "%s: %s" % (type(exc).__name__, exc))
+            self._reject(st, "processing_errors", "%s: %s" % (type(exc).__name__, exc))
             return
         fm = res.frame_masks(stamp_to_ns(msg.header.stamp), msg.header.frame_id)
         fm.stage_ms = dict(decode=decode_ms, **fm.stage_ms)
@@ -312,12 +413,14 @@ class Replayer:
         try:
             xyz = cloud_to_xyz(msg)
         except ConversionError as exc:
-            st.error("bad_clouds", str(exc))
+            self._reject(st, "bad_clouds", str(exc))
             return
-        match, reset = self.matcher.add_cloud(stamp_to_ns(msg.header.stamp), (xyz, msg.header.frame_id))
-        if reset:
+        match, event = self.front.add_cloud(stamp_to_ns(msg.header.stamp), (xyz, msg.header.frame_id))
+        if event == "skipped_out_of_order":
+            st.error(event, "cloud stamp %d is older than the last tracked frame (late message; tracks kept)"
+                     % stamp_to_ns(msg.header.stamp))
+        elif event == "time_reset":
             st.count("time_resets")
-            self.front.pipeline.reset()
         if match is not None:
             self._fuse(stamp_ns, match)
 
@@ -367,6 +470,15 @@ class Replayer:
 
 def _abs(topic):
     return topic if topic.startswith("/") else "/" + topic
+
+
+def _merge_counters(*counter_dicts):
+    """One dict of counters; a name both stages count (errors_total, processing_errors, ...) is summed."""
+    out = {}
+    for counters in counter_dicts:
+        for k, v in counters.items():
+            out[k] = out.get(k, 0) + v
+    return out
 
 
 def _image_array(msg):

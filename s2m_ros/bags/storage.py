@@ -38,6 +38,21 @@ class BagError(Exception):
     """A bag cannot be written or read as asked; the message says what and what to do."""
 
 
+class BadMessageError(BagError):
+    """One message of a bag cannot be deserialised (truncated or corrupt CDR bytes); the rest of the bag
+    may be fine. ``topic``, ``stamp_ns`` (receive time), ``msgtype``, ``size`` (bytes) say which."""
+
+    def __init__(self, topic, stamp_ns, msgtype, size, error):
+        self.topic, self.stamp_ns, self.msgtype, self.size = topic, int(stamp_ns), msgtype, int(size)
+        self.error = " ".join(str(error).split()) or type(error).__name__
+        super().__init__("cannot deserialise the %s message on %s at %d ns (%d bytes): %s" % (
+            msgtype, topic, self.stamp_ns, self.size, self.error))
+
+
+class BagWriteError(BagError):
+    """Writing to a bag failed in its storage (full disk, file removed, ...): the output is not usable."""
+
+
 # --------------------------------------------------------------------------- types
 
 
@@ -295,14 +310,20 @@ class BagWriter:
                 raise BagError("%s exists already and rosbag2 bags are never overwritten: remove it or "
                                "pass --force (force=True) to replace it" % self.path)
             remove_bag(self.path)
-        if not self.path.parent.is_dir():
-            self.path.parent.mkdir(parents=True, exist_ok=True)
         plugin = StoragePlugin.MCAP if storage == "mcap" else StoragePlugin.SQLITE3
+        base = self.path.parent
+        while not base.exists() and base != base.parent:
+            base = base.parent
+        if not base.is_dir():
+            raise BagError("cannot create bag %s: %s is not a folder" % (self.path, base))
         try:
+            if not self.path.parent.is_dir():
+                self.path.parent.mkdir(parents=True, exist_ok=True)
             self._writer = Writer(self.path, version=int(version), storage_plugin=plugin)
             self._writer.open()
-        except WriterError as exc:
-            raise BagError("cannot create bag %s: %s" % (self.path, exc)) from None
+        except (WriterError, OSError) as exc:
+            reason = "%s: %s" % (exc.filename, exc.strerror) if getattr(exc, "strerror", None) else exc
+            raise BagError("cannot create bag %s: %s" % (self.path, reason)) from None
         self._topics = {}  # topic -> (connection, msgtype)
         self.counts = {}  # topic -> messages written
         self._closed = False
@@ -355,7 +376,10 @@ class BagWriter:
         stamp_ns = int(stamp_ns)
         if not 0 <= stamp_ns < 2**63:
             raise BagError("receive time %d ns is outside [0, 2^63)" % stamp_ns)
-        self._writer.write(self._topics[topic][0], stamp_ns, data)
+        try:
+            self._writer.write(self._topics[topic][0], stamp_ns, data)
+        except Exception as exc:  # noqa: BLE001 - OSError, sqlite3 and rosbags errors of the storage
+            raise BagWriteError("cannot write to bag %s: %s" % (self.path, _one_line(exc))) from exc
         self.counts[topic] += 1
 
     def topics(self):
@@ -364,7 +388,11 @@ class BagWriter:
     def close(self):
         if not self._closed:
             self._closed = True
-            self._writer.close()
+            try:
+                self._writer.close()
+            except Exception as exc:  # noqa: BLE001 - OSError, sqlite3 and rosbags errors of the storage
+                shutil.rmtree(self.path, ignore_errors=True)  # never leave a bag folder without its metadata
+                raise BagWriteError("cannot finish bag %s: %s" % (self.path, _one_line(exc))) from exc
 
     def abort(self):
         """Stop without writing metadata and remove what was written."""
@@ -553,24 +581,56 @@ class BagReader:
         raise BagError("cannot decode %s (%s): the bag's message definition is unusable: %s" % (
             connection.topic, connection.msgtype, error))
 
-    def messages(self, topics=None, start_ns=None, stop_ns=None, raw=False):
+    def messages(self, topics=None, start_ns=None, stop_ns=None, raw=False, on_error=None):
         """(topic, stamp_ns, msg) for the given topics (all when None) with start_ns <= stamp < stop_ns.
 
         ``raw=True`` yields the serialised CDR bytes instead of messages. Unknown topics and types
-        that cannot be decoded raise BagError here, before the first message."""
+        that cannot be decoded raise BagError here, before the first message.
+
+        A message whose bytes cannot be deserialised (truncated, corrupt) raises :class:`BadMessageError`
+        (which ends the iteration), or, with ``on_error``, is passed to ``on_error(BadMessageError)`` and
+        skipped, and the iteration goes on. Storage that cannot be read any further (a damaged file)
+        raises BagError naming the bag and how many messages were read."""
         connections = self._connections(topics)
         decoders = {} if raw else {c.id: self._decoder(c) for c in connections}
-        return self._iterate(connections, decoders, start_ns, stop_ns, raw)
+        return self._iterate(connections, decoders, start_ns, stop_ns, raw, on_error)
 
-    def _iterate(self, connections, decoders, start_ns, stop_ns, raw):
+    def _iterate(self, connections, decoders, start_ns, stop_ns, raw, on_error=None):
         if not connections:  # rosbags reads every topic for an empty selection
             return
-        for connection, stamp, data in self._reader.messages(connections, start=start_ns, stop=stop_ns):
-            yield connection.topic, int(stamp), (bytes(data) if raw else decoders[connection.id](data))
+        stream = iter(self._reader.messages(connections, start=start_ns, stop=stop_ns))
+        n = 0
+        while True:
+            try:
+                connection, stamp, data = next(stream)
+            except StopIteration:
+                return
+            except Exception as exc:  # noqa: BLE001 - sqlite3 / MCAP / rosbags errors of damaged storage
+                raise BagError("cannot read bag %s after %d message(s): %s" % (self.path, n, _one_line(exc))) \
+                    from exc
+            n += 1
+            if raw:
+                yield connection.topic, int(stamp), bytes(data)
+                continue
+            try:
+                msg = decoders[connection.id](data)
+            except Exception as exc:  # noqa: BLE001 - rclpy RMWError, rosbags SerdeError, struct/index errors
+                bad = BadMessageError(connection.topic, stamp, connection.msgtype, len(data), exc)
+                if on_error is None:
+                    raise bad from exc
+                on_error(bad)
+                continue
+            yield connection.topic, int(stamp), msg
 
 
 def _deserialize_with(store, msgtype, data):
     return store.deserialize_cdr(data, msgtype)
+
+
+def _one_line(exc):
+    if isinstance(exc, OSError) and exc.strerror:
+        return "%s: %s" % (exc.filename, exc.strerror) if exc.filename else exc.strerror
+    return " ".join(str(exc).split()) or type(exc).__name__
 
 
 def bag_size(path):
@@ -692,12 +752,15 @@ def read_truth(path):
         raise BagError("%s has no %s (not a scenario bag written by `s2m scenario`?)" % (path, TRUTH_FILE))
     import json
 
-    with open(str(p)) as f:
-        return json.load(f)
+    try:
+        with open(str(p), "rb") as f:
+            return json.load(f)
+    except (OSError, ValueError) as exc:  # unreadable, not JSON, not UTF-8
+        raise BagError("cannot read %s: %s" % (p, _one_line(exc))) from None
 
 
 __all__ = [
-    "BagError", "BagReader", "BagSummary", "BagWriter", "DEFAULT_VERSION", "SCENARIO_TOPICS", "STORAGES",
+    "BadMessageError", "BagError", "BagReader", "BagWriteError", "BagSummary", "BagWriter", "DEFAULT_VERSION", "SCENARIO_TOPICS", "STORAGES",
     "TRUTH_FILE", "bag_size", "camera_info_msg", "deserialize", "lidar_cloud_msg",
     "matrix_to_quaternion", "msg_dir", "msgtype_of", "normalize_msgtype", "odometry_msg", "rclpy_class",
     "read_truth", "remove_bag", "serialize", "static_transforms", "tf_message", "typestore",

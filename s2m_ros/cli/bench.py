@@ -26,7 +26,6 @@ JSON: ``stages`` maps ``<profile>/<backend>/<stage>`` to ``median_ms``, ``p90_ms
 ``comparisons`` maps a name to a ratio (> 1 = the first is slower); ``peak_rss_mb``; ``machine``;
 ``skipped``.
 """
-import argparse
 import os
 import platform
 import resource
@@ -37,7 +36,10 @@ import cv2
 
 from s2m_ros.bench.fusion_workload import FUSION_PROFILE, bench_fusion
 from s2m_ros.bench.timing import bench_image, decoder_prompt_ratio, stats, time_pipeline
+from s2m_ros.cli.common import ArgumentParser, UsageError, check_input, check_output_file, command, one_line
 from s2m_ros.files import write_json
+
+PROG = "s2m bench"
 
 MODEL_FILES = {"espnet": "espnet.onnx", "espnetv2": "espnetv2.onnx",
                "encoder": "mobilesam_encoder.onnx", "decoder": "mobilesam_decoder.onnx"}
@@ -56,8 +58,9 @@ def pipeline_config(profile, models, backend, threads):
     return PipelineConfig.from_dict(data)
 
 
+@command(PROG)
 def main(argv=None):
-    ap = argparse.ArgumentParser(prog="s2m bench", description=__doc__.split("\n")[0])
+    ap = ArgumentParser(prog=PROG, description=__doc__.split("\n")[0])
     ap.add_argument("--profiles", default="all",
                     help="comma-separated camera profiles and/or 'fusion' (LiDAR fusion + tracking, no model "
                          "files), or 'all' (every camera profile and fusion)")
@@ -77,18 +80,35 @@ def main(argv=None):
     args = ap.parse_args(argv)
     if args.frames < 1 or args.warmup < 0:
         ap.error("--frames must be >= 1 and --warmup >= 0")
+    if not (16 <= args.width <= 8192 and 16 <= args.height <= 8192):
+        ap.error("--width and --height must be in 16..8192")
+    if args.threads < 0:
+        ap.error("--threads must be >= 0")
+    if args.seed < 0:
+        ap.error("--seed must be >= 0")
+    if args.json:
+        check_output_file(args.json, "--json")
+    if args.image:
+        check_input(args.image, "file", "--image")
 
-    from s2m_ros.inference.backend import ModelFileError
-    from s2m_ros.segmentation.pipeline import PROFILES, PipelineConfigError, S2MPipeline
+    from s2m_ros.segmentation.pipeline import PROFILES, S2MPipeline, parse_profile
 
     if args.profiles == "all":
         profiles = list(PROFILES) + [FUSION_PROFILE]
     else:
         profiles = [p.strip() for p in args.profiles.split(",") if p.strip()]
+        for p in profiles:
+            if p != FUSION_PROFILE:
+                parse_profile(p)  # an unknown profile is a bad argument (PipelineConfigError: exit 2)
+        if not profiles:
+            raise UsageError("--profiles: no profile given")
     camera_profiles = [p for p in profiles if p != FUSION_PROFILE]
     image = jpeg = None
     if camera_profiles or args.torch:
-        image = bench_image(args.width, args.height, args.image)
+        try:
+            image = bench_image(args.width, args.height, args.image)
+        except ValueError as exc:  # --image is not a decodable image
+            raise UsageError("--image %s: %s" % (args.image, one_line(exc))) from exc
         ok, jpeg = cv2.imencode(".jpg", image, [cv2.IMWRITE_JPEG_QUALITY, 90])
     result = {"machine": {"cpu_count": os.cpu_count(), "platform": platform.platform(),
                           "python": platform.python_version(), "date": time.strftime("%Y-%m-%d")},
@@ -101,12 +121,18 @@ def main(argv=None):
             key = "%s/%s" % (profile, backend)
             try:
                 pipe = S2MPipeline(pipeline_config(profile, args.models, backend, args.threads))
-            except (ModelFileError, PipelineConfigError, ImportError, RuntimeError, ValueError) as exc:
+            except Exception as exc:  # noqa: BLE001 - missing/unusable model files, no runtime: skip the profile
                 result["skipped"][key] = str(exc)
                 print("skipped %s: %s" % (key, exc), file=sys.stderr)
                 continue
+            try:
+                timed = time_pipeline(pipe, jpeg, args.frames, args.warmup, desc=key)
+            except Exception as exc:  # noqa: BLE001 - one profile failing on the frame must not end the bench
+                result["skipped"][key] = "%s: %s" % (type(exc).__name__, one_line(exc))
+                print("skipped %s: %s" % (key, result["skipped"][key]), file=sys.stderr)
+                continue
             pipelines[key] = pipe
-            for stage, s in time_pipeline(pipe, jpeg, args.frames, args.warmup, desc=key).items():
+            for stage, s in timed.items():
                 result["stages"]["%s/%s" % (key, stage)] = stats(s)
     comp = result["comparisons"]
     for key, pipe in pipelines.items():

@@ -16,6 +16,10 @@ import shutil
 import sys
 import time
 
+from s2m_ros.cli.common import ArgumentParser, UsageError, check_output_dir, command
+
+PROG = "s2m demo"
+
 
 def _scenario_matches(bag, seed, frames, size):
     from s2m_ros.bags.storage import BagError, read_truth
@@ -39,8 +43,9 @@ def _camera_size(text):
     return w, h
 
 
+@command(PROG)
 def main(argv=None):
-    ap = argparse.ArgumentParser(prog="s2m demo", description=__doc__.split("\n\n")[0])
+    ap = ArgumentParser(prog=PROG, description=__doc__.split("\n\n")[0])
     ap.add_argument("--out", default="demo_out", help="output folder (default: demo_out)")
     ap.add_argument("--frames", type=int, default=40, help="scenario length in camera frames at 10 Hz")
     ap.add_argument("--seed", type=int, default=0, help="scenario seed")
@@ -51,6 +56,10 @@ def main(argv=None):
                     help="scenario camera resolution (default 640x360; the bolt is 1-3 pixels there)")
     ap.add_argument("--no-progress", action="store_true")
     args = ap.parse_args(argv)
+    if args.frames < 1 or args.seed < 0 or args.overlays < 0:
+        raise UsageError("--frames must be >= 1, --seed and --overlays >= 0 (got %d, %d, %d)"
+                         % (args.frames, args.seed, args.overlays))
+    check_output_dir(args.out, "--out")
 
     import cv2
 
@@ -62,12 +71,16 @@ def main(argv=None):
     from s2m_ros.segmentation.pipeline import PipelineConfig
     from s2m_ros.bags.replay import ReplayConfig, Replayer
 
+    config = ReplayConfig(pipeline=PipelineConfig.from_dict({"profile": args.profile}))  # bad profile: exit 2 now
     t0 = time.perf_counter()
     show = False if args.no_progress else None
     os.makedirs(args.out, exist_ok=True)
     bag = os.path.join(args.out, "scenario")
-    scenario = make_scenario(ScenarioConfig(seed=args.seed, frames=args.frames, width=args.camera[0],
-                                            height=args.camera[1]))
+    try:
+        scenario = make_scenario(ScenarioConfig(seed=args.seed, frames=args.frames, width=args.camera[0],
+                                                height=args.camera[1]))
+    except ValueError as exc:
+        raise UsageError("invalid scenario: %s" % exc) from exc
     frames = list(scenario.frames())  # the truth instance images too (mask quality below)
     if _scenario_matches(bag, args.seed, args.frames, args.camera):
         print("scenario: reusing %s" % bag)
@@ -79,14 +92,14 @@ def main(argv=None):
     del frames
     truth = read_truth(bag)
     out_bag = os.path.join(args.out, "replay")
-    config = ReplayConfig(pipeline=PipelineConfig.from_dict({"profile": args.profile}))
     n = len(truth["frames"])  # images in the bag: keep only the overlays written as pictures
     picks = sorted({round(i * (n - 1) / max(args.overlays - 1, 1)) for i in range(min(args.overlays, n))})
     summary = Replayer(config).run(bag, out_bag, storage=args.storage, force=os.path.exists(out_bag),
                                    show_progress=show, keep_overlays=picks, keep_masks=True)
-    from s2m_ros.cli.replay import print_summary
+    from s2m_ros.cli.replay import print_summary, report_skipped
 
     print_summary(summary)
+    report_skipped(summary, PROG)
     scores = evaluate(summary.frames, truth)
     quality = mask_quality(((instance_ids[fm.stamp_ns], [m.full_mask(fm.width, fm.height) for m in fm.masks])
                             for fm in summary.camera_masks if fm.stamp_ns in instance_ids), truth["objects"])

@@ -12,10 +12,12 @@ mode, component metrics (SegmentMeIfYouCan) from the binary prediction, the S2M 
 normalised to [0, 1] over the dataset's range, instance metrics from predicted instances where the
 dataset has instance labels. Void pixels are excluded everywhere. ``--out`` writes a per-image CSV,
 overlays of the worst images, a precision-recall curve PNG and per image the raw score map and kept masks.
+An image whose files cannot be read or do not match (undecodable, size mismatch), or that the pipeline fails
+on, is skipped: the metrics are those of the others, the JSON lists it under ``"skipped"`` (item, reason,
+error) and a line on stderr reports it; exit 2 when no image could be evaluated.
 In ``s2m`` mode the composed map's background lies below every score of the dataset (S2M's 0 after
 normalisation): an image without masks predicts nothing at any threshold.
 """
-import argparse
 import csv
 import os
 import sys
@@ -24,62 +26,97 @@ import time
 import cv2
 import numpy as np
 
+from s2m_ros.cli.common import (ArgumentParser, Skipped, UsageError, check_output_dir, check_output_file, command,
+                                fail)
 from s2m_ros.files import progress, write_json
-from s2m_ros.cli.segment import add_pipeline_arguments, build_config
+from s2m_ros.cli.segment import add_pipeline_arguments, build_config, check_pipeline_arguments, make_pipeline
 from s2m_ros.segmentation.scores import resize_score
 
 MODES = ("threshold", "s2m", "s2m-refine")
+PROG = "s2m eval"
 
 
 def _finite_fill(s, lo):
     return np.where(np.isfinite(s), s, lo).astype(np.float32)
 
 
+def _first_pass(sample, image, pipeline, mode):
+    """(map at label size, kept instance masks or None, raw scorer map at label size, stage labels,
+    the frame's lowest raw score or None) of one image."""
+    from s2m_ros.eval.stage_loss import instance_stages
+
+    shape = sample.anomaly.shape
+    if mode == "threshold":
+        smap = resize_score(pipeline.score(image), shape[1], shape[0])
+        return smap, None, smap, [], None
+    res = pipeline.process(image)
+    inst = [m.full_mask(shape[1], shape[0]) for m in res.instances]  # images are label-sized
+    stages = []
+    if sample.instances is not None:  # where each labelled instance was lost (or kept)
+        ids = np.unique(sample.instances[sample.instances > 0])
+        stages = instance_stages([sample.instances == k for k in ids], res.prompts, res.segments,
+                                 res.rejected, res.instances)
+    raw_map = resize_score(res.score_map, shape[1], shape[0])
+    if mode == "s2m-refine":
+        smap = resize_score(res.refined, shape[1], shape[0])
+    else:
+        # S2M's composed map: each kept mask carries its score on a background below every
+        # score of the dataset (NaN here, filled with the dataset's lowest score below, which
+        # normalises to 0: no mask, no prediction at any threshold)
+        smap = resize_score(res.composed, shape[1], shape[0])
+        kept = np.logical_or.reduce(inst) if inst else np.zeros(shape, bool)
+        smap = np.where(kept, smap, np.float32(np.nan))
+    raw = res.score_map[np.isfinite(res.score_map)]
+    frame_lo = float(raw.min()) if (mode == "s2m" and raw.size) else None
+    return smap, inst, raw_map, stages, frame_lo
+
+
 def run_eval(dataset, pipeline, mode, fixed_threshold=None, min_pred_size=0, min_gt_size=0, show_progress=None,
-             dump_dir=None):
+             dump_dir=None, skipped=None):
     """Two passes: (1) maps, masks and the dataset's score range; (2) all metrics.
 
     ``dump_dir``: also write, per image, the scorer's raw map at label size (``<name>.score.npy``,
     float16 or float32 where float16 would overflow; NaN = not scored) and each kept instance mask
     (``<name>.mask_<k>.png``, 0/255), so a run can be re-scored with the official code.
 
+    A sample whose files cannot be loaded (DatasetError, OSError) or that the pipeline fails on is
+    left out and recorded in ``skipped`` (a :class:`s2m_ros.cli.common.Skipped`; ``result["skipped"]``
+    lists them too); the metrics are those of the rest.
+
     Returns (result, per-image rows, per-image (sample, map, instances), the pixel accumulator)."""
     from s2m_ros.eval.metrics import EvalAccumulator, PixelMetricAccumulator
 
-    from s2m_ros.eval.stage_loss import instance_stages, summarise
+    from s2m_ros.eval.stage_loss import summarise
 
+    from s2m_ros.cli.common import Skipped, one_line
+    from s2m_ros.eval.datasets import DatasetError
+
+    if skipped is None:
+        skipped = Skipped(PROG, "image", quiet=True)
     per = []  # (sample, map float16, pred instances [bool HxW] or None)
     stages = []  # stage_loss labels of every labelled instance (s2m modes)
     lo, hi = np.inf, -np.inf
+    names = getattr(dataset, "names", None)
     t0 = time.perf_counter()
-    for sample in progress(dataset, total=len(dataset), desc="eval %s" % mode, enabled=show_progress):
-        image = sample.image
-        shape = sample.anomaly.shape
-        if mode == "threshold":
-            smap, inst = resize_score(pipeline.score(image), shape[1], shape[0]), None
-            if dump_dir:
-                _dump(dump_dir, sample.name, smap, [])
-        else:
-            res = pipeline.process(image)
-            inst = [m.full_mask(shape[1], shape[0]) for m in res.instances]  # images are label-sized
-            if sample.instances is not None:  # where each labelled instance was lost (or kept)
-                ids = np.unique(sample.instances[sample.instances > 0])
-                stages.extend(instance_stages([sample.instances == k for k in ids], res.prompts, res.segments,
-                                              res.rejected, res.instances))
-            if dump_dir:
-                _dump(dump_dir, sample.name, resize_score(res.score_map, shape[1], shape[0]), inst)
-            if mode == "s2m-refine":
-                smap = resize_score(res.refined, shape[1], shape[0])
-            else:
-                # S2M's composed map: each kept mask carries its score on a background below every
-                # score of the dataset (NaN here, filled with the dataset's lowest score below, which
-                # normalises to 0: no mask, no prediction at any threshold)
-                smap = resize_score(res.composed, shape[1], shape[0])
-                kept = np.logical_or.reduce(inst) if inst else np.zeros(shape, bool)
-                smap = np.where(kept, smap, np.float32(np.nan))
-                raw = res.score_map[np.isfinite(res.score_map)]
-                if raw.size:  # the background ranks below the frame's every score
-                    lo = min(lo, float(raw.min()))
+    for index in progress(range(len(dataset)), total=len(dataset), desc="eval %s" % mode, enabled=show_progress):
+        name = names[index] if names is not None else str(index)
+        try:  # this sample's files: unreadable, undecodable or of mismatched sizes -> skip it
+            sample = dataset[index]
+            image = sample.image
+        except (DatasetError, OSError) as exc:
+            skipped.add(name, "bad_sample", one_line(exc))
+            continue
+        name = getattr(sample, "name", name)
+        try:  # what the pipeline makes of it: a failure is this image's (counted), not the run's
+            smap, inst, raw_map, sample_stages, frame_lo = _first_pass(sample, image, pipeline, mode)
+        except Exception as exc:  # noqa: BLE001 - one bad image must not end the evaluation
+            skipped.add_exception(name, exc)
+            continue
+        if dump_dir:
+            _dump(dump_dir, sample.name, raw_map, inst or [])
+        stages.extend(sample_stages)
+        if frame_lo is not None:  # s2m modes: the background ranks below the frame's every score
+            lo = min(lo, frame_lo)
         fin = smap[np.isfinite(smap)]
         if fin.size:
             lo, hi = min(lo, float(fin.min())), max(hi, float(fin.max()))
@@ -121,6 +158,7 @@ def run_eval(dataset, pipeline, mode, fixed_threshold=None, min_pred_size=0, min
     result = acc2.result()
     result["pixel"] = pix
     result["n_images"] = len(per)
+    result["skipped"] = skipped.to_json()
     result["score_range"] = [lo, hi]
     result["threshold"] = {"oracle_best_f1": oracle}
     if fixed is not None:
@@ -182,8 +220,9 @@ def write_outputs(out, rows, per, n_worst=5):
         cv2.imwrite(os.path.join(out, "worst_%02d_%s.jpg" % (rank, sample.name)), vis)
 
 
+@command(PROG)
 def main(argv=None):
-    ap = argparse.ArgumentParser(prog="s2m eval", description=__doc__.split("\n")[0])
+    ap = ArgumentParser(prog=PROG, description=__doc__.split("\n")[0])
     ap.add_argument("--dataset", required=True)
     ap.add_argument("--layout", choices=("roadanomaly", "folders"))
     ap.add_argument("--anomaly-value", type=int, action="append")
@@ -202,26 +241,34 @@ def main(argv=None):
     args = ap.parse_args(argv)
     if args.weights and not args.scorer_model:
         args.scorer_model = args.weights
+    check_pipeline_arguments(args)
+    if args.min_pred_size < 0 or args.min_gt_size < 0:
+        raise UsageError("--min-pred-size and --min-gt-size must be >= 0")
+    if args.json:
+        check_output_file(args.json, "--json")
+    if args.out:
+        check_output_dir(args.out, "--out")
 
-    from s2m_ros.eval.datasets import DatasetError, open_dataset
-    from s2m_ros.inference.backend import ModelFileError
-    from s2m_ros.segmentation.pipeline import PipelineConfigError, S2MPipeline
+    from s2m_ros.eval.datasets import open_dataset
 
-    try:
-        dataset = open_dataset(args.dataset, args.layout, args.anomaly_value, args.void_value, args.limit,
-                               on_missing="skip" if args.skip_missing else "error")
-        config = build_config(args)
-        if args.mode == "s2m-refine":
-            config.refine = True
-        pipeline = S2MPipeline(config)
-    except (DatasetError, ModelFileError, PipelineConfigError, FileNotFoundError, ValueError) as exc:
-        print("s2m eval: %s" % exc, file=sys.stderr)
-        return 2
+    dataset = open_dataset(args.dataset, args.layout, args.anomaly_value, args.void_value, args.limit,
+                           on_missing="skip" if args.skip_missing else "error")
+    config = build_config(args)
+    if args.mode == "s2m-refine":
+        config.refine = True
+    pipeline = make_pipeline(config)
     from s2m_ros.eval.metrics import flatten_metrics
 
+    skipped = Skipped(PROG, "image")
+    for reason, names in dataset.skipped.items():  # found when the dataset was opened (--skip-missing)
+        if reason == "label_without_image":  # not an image of the dataset (dataset.describe() counts them)
+            continue
+        for name in names:
+            skipped.items.append({"item": name, "reason": reason, "error": ""})
     result, rows, per, pixels = run_eval(dataset, pipeline, args.mode, args.threshold, args.min_pred_size,
                                           args.min_gt_size,
-                                          dump_dir=os.path.join(args.out, "images") if args.out else None)
+                                          dump_dir=os.path.join(args.out, "images") if args.out else None,
+                                          skipped=skipped)
     result["config"] = {"mode": args.mode, "profile": config.profile, "score": config.score_method,
                         "scorer": pipeline.scorer_name, "segmenter": pipeline.segmenter_name,
                         "dataset": dataset.describe(), "min_pred_size": args.min_pred_size,
@@ -238,8 +285,9 @@ def main(argv=None):
         st = result["stages"]
         print("  instances %d: kept %d, rejected %d %s, poor segment %d, no prompt %d" % (
             st["instances"], st["kept"], st["rejected"], st["rejected_by"], st["poor_segment"], st["no_prompt"]))
-    if dataset.skipped:
-        print("  skipped: %s" % {k: len(v) for k, v in dataset.skipped.items()})
+    if skipped:
+        print("  skipped: %s" % skipped.by_reason())
+    skipped.report(len(dataset) + len(dataset.skipped.get("missing_label", ())), args.json)
     if args.json:
         write_json(args.json, result)
         print("wrote %s" % args.json)
@@ -248,6 +296,8 @@ def main(argv=None):
         if pixels.n_pos and pixels.n_neg:  # the scores the pixel metrics used
             _pr_curve_png(pixels.sorted_scores(), os.path.join(args.out, "pr_curve.png"))
         print("wrote %s" % args.out)
+    if not per:
+        return fail(PROG, "no image of %s could be evaluated (%d skipped)" % (args.dataset, len(skipped)))
     return 0
 
 

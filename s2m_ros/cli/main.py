@@ -12,6 +12,12 @@
 
 Subcommand modules are imported only when used, so `s2m --help` is fast and the runtime
 subcommands never import torch.
+
+Errors (s2m_ros/cli/common.py): a bad item (image, frame, label, bag message) is skipped, counted and
+reported at the end, and the outputs are still written; a user error (bad argument, missing input,
+malformed config or YAML, output not writable) is one line ``s2m <command>: error: ...`` on stderr and
+exit code 2; anything else is a bug and keeps its traceback (exit 1). ``S2M_DEBUG=1``: tracebacks
+for user errors and skipped items too.
 """
 import sys
 
@@ -42,12 +48,16 @@ def main(argv=None):
         return 0
     name, rest = argv[0], argv[1:]
     if name not in COMMANDS:
-        print("s2m: unknown command %r\n\n%s" % (name, usage()), file=sys.stderr)
+        print("s2m: error: unknown command %r (commands: %s; see s2m --help)" % (name, ", ".join(COMMANDS)),
+              file=sys.stderr)
         return 2
     import importlib
 
+    from s2m_ros.cli.common import guarded
+
     module = importlib.import_module(COMMANDS[name][0])
-    return module.main(rest)
+    # the subcommands guard themselves too (common.command); this covers the ones that do not (export)
+    return guarded("s2m " + name, module.main, rest)
 
 
 if __name__ == "__main__":

@@ -19,10 +19,13 @@ import sys
 import time
 
 from s2m_ros.bags.play import NS_PER_S, Player, plan_topics
+from s2m_ros.cli.common import ArgumentParser, UsageError, command, fail
+
+PROG = "s2m play"
 
 
 def build_parser():
-    ap = argparse.ArgumentParser(prog="s2m play", description=__doc__.split("\n\n")[0],
+    ap = ArgumentParser(prog=PROG, description=__doc__.split("\n\n")[0],
                                  formatter_class=argparse.RawDescriptionHelpFormatter, epilog=__doc__.split("\n\n", 1)[1])
     ap.add_argument("bag", metavar="BAG", help="rosbag2 bag folder (or its .mcap / .db3 file)")
     ap.add_argument("--rate", type=float, default=1.0, help="playback speed factor (default 1.0)")
@@ -59,14 +62,19 @@ def _check(ap, args):
         ap.error("--clock HZ must be > 0")
     if min(args.start_offset, args.wait_subscribers, args.delay, args.ack_timeout) < 0:
         ap.error("--start-offset, --wait-subscribers, --delay and --ack-timeout must be >= 0")
-    if args.qos_depth < 1:
-        ap.error("--qos-depth must be >= 1")
+    if not 1 <= args.qos_depth <= 1_000_000:
+        ap.error("--qos-depth must be in 1..1000000")
+    for name in ("rate", "clock", "start_offset", "wait_subscribers", "delay", "ack_timeout"):
+        value = getattr(args, name)
+        if value is not None and not value < float("inf"):
+            ap.error("--%s must be finite" % name.replace("_", "-"))
 
 
 def _raise_interrupt(signum, frame):
     raise KeyboardInterrupt
 
 
+@command(PROG)
 def main(argv=None):
     argv = list(sys.argv[1:] if argv is None else argv)
     mine, ros_args = _split_ros_args(argv)
@@ -79,24 +87,27 @@ def main(argv=None):
         if not args.quiet:
             print(text, flush=True)
 
+    bag = BagReader(args.bag)  # BagError: one line, exit 2 (common.command)
     try:
-        bag = BagReader(args.bag)
         playable, skipped = plan_topics(bag, args.topics)
-    except BagError as exc:
-        print("s2m play: %s" % exc, file=sys.stderr)
-        return 2
+    except BagError:
+        bag.close()
+        raise
     for topic, reason in skipped.items():
         print("s2m play: warning: skipping %s: %s" % (topic, reason), file=sys.stderr, flush=True)
     if not playable:
-        print("s2m play: nothing to play in %s (every selected topic was skipped)" % args.bag, file=sys.stderr)
         bag.close()
-        return 2
+        return fail(PROG, "nothing to play in %s (every selected topic was skipped)" % args.bag)
 
     import rclpy
     from rclpy.signals import SignalHandlerOptions
 
     context = rclpy.Context()
-    rclpy.init(args=["s2m_play"] + ros_args, context=context, signal_handler_options=SignalHandlerOptions.NO)
+    try:
+        rclpy.init(args=["s2m_play"] + ros_args, context=context, signal_handler_options=SignalHandlerOptions.NO)
+    except Exception as exc:  # noqa: BLE001 - rclpy's RCLError / ValueError for malformed --ros-args
+        bag.close()
+        raise UsageError("cannot start ROS 2 with --ros-args %s: %s" % (" ".join(ros_args[1:]), exc)) from exc
     previous = signal.signal(signal.SIGTERM, _raise_interrupt)
     node, player, t_start, t_end, passes = None, None, time.monotonic(), None, 0
     interrupted = False

@@ -9,12 +9,17 @@
 Deterministic: every message in timestamp order, nothing dropped, no wall clock. OUT_BAG gets
 /ood/masks, /ood/instance_image, /ood/score_map, /ood/overlay, /obstacles, /obstacle_markers and
 /diagnostics. Input bags: sqlite3 or MCAP (rosbag2 folders or single files).
+
+A message that cannot be deserialised or decoded, or on which processing fails, is skipped and
+counted (by topic and reason: the summary's counters bad_messages, bad_input, processing_errors,
+"skipped_by_topic" and the first ones with their error under "skipped"); the replay goes on and a
+line on stderr reports them at the end. A bad argument or file, or an output that cannot be written:
+one line on stderr, exit 2.
 """
-import argparse
-import json
 import sys
 
-from s2m_ros.cli.segment import add_pipeline_arguments, build_config, set_dotted
+from s2m_ros.cli.common import ArgumentParser, UsageError, check_output_file, command
+from s2m_ros.cli.segment import add_pipeline_arguments, build_config, check_pipeline_arguments, set_dotted
 
 ROLES = ("image", "camera_info", "cloud", "odom", "tf_static")
 
@@ -25,10 +30,12 @@ def parse_topics(items):
     topics = ReplayTopics()
     for item in items or ():
         if "=" not in item:
-            raise ValueError("--topics expects ROLE=TOPIC (roles: %s), got %r" % (", ".join(ROLES), item))
+            raise UsageError("--topics expects ROLE=TOPIC (roles: %s), got %r" % (", ".join(ROLES), item))
         role, topic = item.split("=", 1)
         if role not in ROLES:
-            raise ValueError("--topics: unknown role %r (roles: %s)" % (role, ", ".join(ROLES)))
+            raise UsageError("--topics: unknown role %r (roles: %s)" % (role, ", ".join(ROLES)))
+        if not topic.strip("/"):
+            raise UsageError("--topics %s: no topic name" % item)
         setattr(topics, role, topic if topic.startswith("/") else "/" + topic)
     return topics
 
@@ -59,7 +66,7 @@ def replay_config(args):
 
     overrides = {}
     for item in args.fusion_set or ():
-        set_dotted(overrides, item)
+        set_dotted(overrides, item, "--fusion-set")
     params = fusion_parameters(flatten_params(overrides), args.fusion_params)
     return ReplayConfig(pipeline=build_config(args), fusion_params=params, topics=parse_topics(args.topics),
                         extrinsics=args.extrinsics, fixed_frame=args.fixed_frame,
@@ -88,31 +95,46 @@ def print_summary(summary, out=None):
         print("  warning: %s" % w, file=out)
 
 
+def report_skipped(summary, prog="s2m replay", where=None):
+    """One line on stderr when messages were skipped (nothing otherwise)."""
+    n = summary.n_skipped
+    if not n:
+        return
+    parts = ["%s %s %d" % (topic, reason, k) for topic, reasons in summary.skipped_by_topic.items()
+             for reason, k in reasons.items()]
+    first = summary.skipped[0]["error"] if summary.skipped else ""
+    print("%s: skipped %d of %d input message(s) (%s); first: %s%s" % (
+        prog, n, summary.counters.get("messages", n), ", ".join(parts), first[:200],
+        ("; listed under \"skipped\" in %s" % where) if where else ""), file=sys.stderr, flush=True)
+
+
+PROG = "s2m replay"
+
+
+@command(PROG)
 def main(argv=None):
-    ap = argparse.ArgumentParser(prog="s2m replay", description=__doc__.split("\n\n")[0],
-                                 formatter_class=argparse.RawDescriptionHelpFormatter)
+    import argparse
+
+    ap = ArgumentParser(prog=PROG, description=__doc__.split("\n\n")[0],
+                        formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("in_bag", help="input rosbag2 (folder, .mcap or .db3)")
     ap.add_argument("out_bag", help="output rosbag2 folder")
     ap.add_argument("--summary", help="also write the summary as JSON here")
     add_replay_arguments(ap)
     args = ap.parse_args(argv)
-    from s2m_ros.bags.storage import BagError
-    from s2m_ros.inference.backend import ModelFileError
-    from s2m_ros.ros.params import ParameterError
-    from s2m_ros.segmentation.pipeline import PipelineConfigError
+    check_pipeline_arguments(args)
+    if args.summary:
+        check_output_file(args.summary, "--summary")
     from s2m_ros.bags.replay import Replayer
+    from s2m_ros.files import write_json
 
-    try:
-        summary = Replayer(replay_config(args)).run(args.in_bag, args.out_bag, storage=args.storage,
-                                                    force=args.force,
-                                                    show_progress=False if args.no_progress else None)
-    except (BagError, ParameterError, PipelineConfigError, ModelFileError, ValueError, FileNotFoundError) as exc:
-        print("s2m replay: error: %s" % exc, file=sys.stderr)
-        return 2
+    # user errors (bag, parameters, pipeline configuration, files) are one line, exit 2 (common.command)
+    summary = Replayer(replay_config(args)).run(args.in_bag, args.out_bag, storage=args.storage, force=args.force,
+                                                show_progress=False if args.no_progress else None)
     print_summary(summary)
     if args.summary:
-        with open(args.summary, "w") as f:
-            json.dump(summary.to_dict(), f, indent=2)
+        write_json(args.summary, summary.to_dict())
+    report_skipped(summary, PROG, args.summary)
     return 0
 
 

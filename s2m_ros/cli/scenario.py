@@ -10,9 +10,13 @@ Play it with `s2m play OUT_BAG` (or `ros2 bag play OUT_BAG` on a full ROS 2 inst
 import argparse
 import sys
 
+from s2m_ros.cli.common import ArgumentParser, UsageError, command, fail
+
+PROG = "s2m scenario"
+
 
 def build_parser():
-    ap = argparse.ArgumentParser(prog="s2m scenario", description=__doc__.split("\n\n")[0],
+    ap = ArgumentParser(prog=PROG, description=__doc__.split("\n\n")[0],
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("out", metavar="OUT_BAG", help="bag folder to create (must not exist unless --force)")
     ap.add_argument("--seed", type=int, default=0, help="scenario seed (default 0)")
@@ -27,22 +31,23 @@ def _mb(n):
     return "%.1f MB" % (n / 1e6)
 
 
+@command(PROG)
 def main(argv=None):
     args = build_parser().parse_args(argv)
-    from s2m_ros.bags.storage import TRUTH_FILE, BagError, BagReader, write_scenario_bag
+    if args.frames < 1:
+        raise UsageError("--frames must be >= 1, got %d" % args.frames)
+    if args.seed < 0:
+        raise UsageError("--seed must be >= 0, got %d" % args.seed)
+    from s2m_ros.bags.storage import TRUTH_FILE, BagReader, write_scenario_bag
     from s2m_ros.sim.scenario import ScenarioConfig, make_scenario
 
     try:
         scenario = make_scenario(ScenarioConfig(seed=args.seed, frames=args.frames))
     except ValueError as exc:
-        print("s2m scenario: invalid scenario: %s" % exc, file=sys.stderr)
-        return 2
-    try:
-        summary = write_scenario_bag(scenario, args.out, storage=args.storage, force=args.force,
-                                     show_progress=False if args.no_progress else None)
-    except BagError as exc:
-        print("s2m scenario: %s" % exc, file=sys.stderr)
-        return 2
+        return fail(PROG, "invalid scenario: %s" % exc)
+    # BagError (output exists, cannot be created or written) and OSError: one line, exit 2 (common.command)
+    summary = write_scenario_bag(scenario, args.out, storage=args.storage, force=args.force,
+                                 show_progress=False if args.no_progress else None)
     with BagReader(summary.path) as bag:
         types, duration = bag.topics(), bag.duration_ns / 1e9
     total = sum(summary.counts.values())

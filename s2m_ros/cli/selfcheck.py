@@ -8,7 +8,6 @@ The camera node runs the weight-free pipeline on a synthetic apron frame with a 
 suitcase and must answer with masks stamped like the frame; the fusion node must match
 those masks to the cloud and publish an ObstacleArray stamped like the cloud.
 """
-import argparse
 import os
 import signal
 import subprocess
@@ -122,10 +121,14 @@ def run(timeout=20.0):
 
 
 def main(argv=None):
-    parser = argparse.ArgumentParser(prog="s2m-selfcheck", description=__doc__.split("\n\n")[0])
+    from s2m_ros.cli.common import ArgumentParser, guarded
+
+    parser = ArgumentParser(prog="s2m-selfcheck", description=__doc__.split("\n\n")[0])
     parser.add_argument("--timeout", type=float, default=20.0, help="seconds to wait for each check")
     args = parser.parse_args(argv)
-    return run(args.timeout)
+    if not 0 < args.timeout < 3600:
+        parser.error("--timeout must be in (0, 3600) seconds")
+    return guarded("s2m-selfcheck", run, args.timeout)
 
 
 if __name__ == "__main__":

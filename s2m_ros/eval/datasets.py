@@ -26,8 +26,11 @@ not be comparable with published numbers, so ``open_dataset`` raises :class:`Dat
 such images. ``on_missing="skip"`` evaluates the rest instead and records every skipped name with its reason
 in ``Dataset.skipped`` (reason -> names), which the CLI reports. Labels without an image are only recorded.
 
-Errors about the data (size mismatch, undecodable file, ambiguous names) are :class:`DatasetError` and name
-the offending file.
+Errors about the data (size mismatch, undecodable file, ambiguous names) and about the arguments of
+``open_dataset`` are :class:`DatasetError` (a ValueError) and name the offending file or value. Opening
+checks the layout only: a sample whose files turn out unreadable, undecodable or of mismatched sizes
+raises DatasetError when it is loaded (``dataset[i]``, iteration, ``Sample.image``), so a caller can skip
+that one sample and go on (``s2m eval`` does, and reports it).
 """
 import pathlib
 from dataclasses import dataclass, field
@@ -36,7 +39,7 @@ from typing import Dict, Iterable, Iterator, List, Optional, Sequence, Tuple
 import cv2
 import numpy as np
 
-from s2m_ros.files import read_image
+from s2m_ros.files import decode_image, read_image
 
 LAYOUTS = ("roadanomaly", "folders")
 #: Label values per layout: (anomaly values, void values). Pixels with neither value are "normal".
@@ -172,23 +175,24 @@ def open_dataset(path, layout: Optional[str] = None, anomaly_values=None, void_v
     """
     root = pathlib.Path(path)
     if not root.is_dir():
-        raise DatasetError("dataset folder does not exist: %s" % root)
+        raise DatasetError(("dataset %s is not a folder" if root.exists() else "dataset folder does not exist: %s")
+                           % root)
     if layout is None:
         layout = detect_layout(root)
     if layout not in LAYOUTS:
         raise DatasetError("unknown dataset layout %r (known: %s)" % (layout, ", ".join(LAYOUTS)))
     if on_missing not in MISSING_POLICIES:
-        raise ValueError("on_missing must be one of %s, not %r" % (MISSING_POLICIES, on_missing))
+        raise DatasetError("on_missing must be one of %s, not %r" % (MISSING_POLICIES, on_missing))
     if limit < 0:
-        raise ValueError("limit must be >= 0, not %r" % (limit,))
+        raise DatasetError("limit must be >= 0, not %r" % (limit,))
     default_anomaly, default_void = DEFAULTS[layout]
     anomaly = _values(default_anomaly if anomaly_values is None else anomaly_values, "anomaly_values")
     void = _values(default_void if void_values is None else void_values, "void_values")
     if not anomaly:
-        raise ValueError("at least one anomaly value is needed")
+        raise DatasetError("at least one anomaly value is needed")
     both = sorted(set(anomaly) & set(void))
     if both:
-        raise ValueError("label value(s) %s given as both anomaly and void" % both)
+        raise DatasetError("label value(s) %s given as both anomaly and void" % both)
 
     entries, missing, orphans = (_scan_roadanomaly if layout == "roadanomaly" else _scan_folders)(root)
     skipped = {}
@@ -299,7 +303,7 @@ def _values(values, what) -> Tuple[int, ...]:
     out = []
     for v in values:
         if isinstance(v, (bool, np.bool_)) or not isinstance(v, (int, np.integer)):
-            raise ValueError("%s must be integers, got %r" % (what, v))
+            raise DatasetError("%s must be integers, got %r" % (what, v))
         out.append(int(v))
     return tuple(sorted(set(out)))
 
@@ -307,9 +311,10 @@ def _values(values, what) -> Tuple[int, ...]:
 def _read_label(path: pathlib.Path) -> np.ndarray:
     """HxW label array as stored (8 or 16 bit); a colour label is accepted only when its channels agree."""
     data = np.fromfile(str(path), dtype=np.uint8)
-    label = cv2.imdecode(data, cv2.IMREAD_UNCHANGED) if data.size else None
-    if label is None:
-        raise DatasetError("label is not an image OpenCV can decode: %s" % path)
+    try:  # header checked first: a label claiming a huge size is refused before it is decoded
+        label = decode_image(data, cv2.IMREAD_UNCHANGED)[0]
+    except ValueError as exc:
+        raise DatasetError("cannot read label %s: %s" % (path, exc)) from None
     if label.ndim == 3:
         if label.shape[2] == 4:
             label = label[:, :, :3]

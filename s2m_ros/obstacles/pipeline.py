@@ -65,6 +65,17 @@ class ObstaclePipeline:
         self.out_of_order = 0
         self.frame_changes = 0
 
+    @property
+    def last_stamp_ns(self) -> Optional[int]:
+        """Stamp of the last tracked frame (None before the first or after a reset)."""
+        return self._last_ns
+
+    def is_out_of_order(self, stamp_ns: int) -> bool:
+        """True for a stamp this pipeline would skip as out of order (older than the last tracked one by
+        at most ``out_of_order_tolerance_ns``)."""
+        last = self._last_ns
+        return last is not None and last - self.out_of_order_tolerance_ns <= int(stamp_ns) < last
+
     def reset(self):
         """Forget tracks and time (e.g. the cloud stream's clock went backwards)."""
         self.tracker.reset()
@@ -80,7 +91,7 @@ class ObstaclePipeline:
         """
         stamp_ns = int(stamp_ns)
         frame_id = fixed_frame if T_fixed_lidar is not None else lidar_frame
-        if self._last_ns is not None and self._last_ns - self.out_of_order_tolerance_ns <= stamp_ns < self._last_ns:
+        if self.is_out_of_order(stamp_ns):
             self.out_of_order += 1
             return ObstacleStep(stamp_ns, frame_id, tracks=[], detections=[], skipped=OUT_OF_ORDER)
         t0 = time.perf_counter()

@@ -6,6 +6,7 @@ from dataclasses import dataclass
 from typing import Optional
 
 from s2m_ros.obstacles.geometry import extrinsics_from_params
+from s2m_ros.obstacles.time_matching import NearestTimeMatcher
 from s2m_ros.obstacles.pipeline import ObstaclePipeline, ObstacleStep
 from s2m_ros.obstacles.poses import PoseBuffer, TransformTree
 from s2m_ros.ros.conversions.s2m_msgs import stamp_to_ns
@@ -34,6 +35,10 @@ class ObstacleFrontEnd:
         p = params
         fusion_cfg, tracker_cfg, ooo_ns = configs_from_params(p)
         self.pipeline = ObstaclePipeline(fusion_cfg, tracker_cfg, ooo_ns)
+        # a cloud up to the out-of-order tolerance older than the newest one is late, not a bag loop: the
+        # buffer keeps it (sorted) and only a larger step back clears it (see add_cloud)
+        self.matcher = NearestTimeMatcher(int(round(p["time_tolerance_s"] * 1e9)), p["cloud_buffer_size"],
+                                          backwards_reset_ns=ooo_ns)
         self.use_tf_static = p["extrinsics.source"] == "tf_static" if use_tf_static is None else use_tf_static
         self.use_fixed = p["fixed_frame.enabled"] if use_fixed is None else use_fixed
         matrix = p["extrinsics.matrix"] if len(p["extrinsics.matrix"]) == 16 else ()
@@ -46,6 +51,25 @@ class ObstacleFrontEnd:
         self.camera = None  # PinholeCamera from the latest valid CameraInfo
         self.fixed_frame_id = ""
         self.base_frame_id = ""
+
+    def add_cloud(self, stamp_ns, payload):
+        """Offer one decoded cloud to time matching under the pipeline's time policy (the one documented
+        for ``tracker.out_of_order_tolerance_s``). Returns ``(match or None, event)``; ``event`` is
+
+        - ``""``: buffered (a late cloud newer than the last tracked frame is buffered too, in order);
+        - ``"skipped_out_of_order"``: older than the last tracked frame by at most the tolerance: it could
+          never be tracked, so it is not buffered; the tracks are kept;
+        - ``"time_reset"``: older than the newest buffered cloud by more than the tolerance (a bag loop,
+          a clock reset): the buffer and the tracks were dropped and time restarts with this cloud.
+        """
+        stamp_ns = int(stamp_ns)
+        if self.pipeline.is_out_of_order(stamp_ns):
+            return None, "skipped_out_of_order"
+        match, reset = self.matcher.add_cloud(stamp_ns, payload)
+        if reset:
+            self.pipeline.reset()
+            return match, "time_reset"
+        return match, ""
 
     def add_tf_message(self, msg):
         """Every transform of a tf2_msgs/TFMessage (``/tf_static``; rclpy or rosbags message), each on its

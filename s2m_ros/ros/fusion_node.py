@@ -11,7 +11,6 @@ frames from the CameraInfo / cloud headers) when ``extrinsics.source`` is ``tf_s
 """
 import time
 
-from s2m_ros.obstacles.time_matching import NearestTimeMatcher
 from s2m_ros.ros.diagnostics import NodeStats, to_diagnostic_array
 from s2m_ros.ros.fusion_params import PARAMS
 from s2m_ros.ros.params import ParameterError, declare_all
@@ -47,6 +46,7 @@ def _make_node_class():
     from s2m_ros.ros.conversions.pointcloud import cloud_to_xyz
     from s2m_ros.ros.conversions.s2m_msgs import msg_to_frame_masks, stamp_to_ns
     from s2m_ros.msg import ObstacleArray, OodMaskArray
+    from s2m_ros.ros import guard
     from s2m_ros.ros.frontend import ObstacleFrontEnd
     from s2m_ros.ros.outputs import MARKERS, OBSTACLES, obstacle_messages
 
@@ -56,23 +56,24 @@ def _make_node_class():
             self.params = p = declare_all(self, PARAMS)
             self.front = ObstacleFrontEnd(p)
             self.stats = NodeStats()
-            self.matcher = NearestTimeMatcher(int(round(p["time_tolerance_s"] * 1e9)), p["cloud_buffer_size"])
+            self.matcher = self.front.matcher
             self.markers = MarkerBuilder(p["markers.lifetime_s"], p["markers.show_tentative"])
             for name in ("clouds_received", "mask_arrays_received", "matched", "fused", "skipped_no_camera_info",
                          "skipped_no_extrinsics", "skipped_no_pose", "skipped_out_of_order", "bad_masks",
-                         "bad_cloud", "fusion_errors", "time_resets", "errors_total"):
+                         "bad_cloud", "fusion_errors", "time_resets", "malformed_messages", "processing_errors",
+                         "errors_total"):
                 self.stats.count(name, 0)
 
+            # every callback guarded: no single message (malformed bytes, a bug of ours) can end the node
             in_qos = make_qos(p["input.reliability"], p["input.depth"])
-            self.create_subscription(PointCloud2, "points", self._on_cloud, in_qos)
-            self.create_subscription(CameraInfo, "camera_info", lambda msg: on_camera_info(self, msg),
-                                     make_qos(p["input.reliability"], 1))
-            self.create_subscription(OodMaskArray, "ood/masks", self._on_masks,
-                                     make_qos(p["masks.reliability"], p["masks.depth"]))
+            guard.subscribe(self, PointCloud2, "points", self._on_cloud, in_qos)
+            guard.subscribe(self, CameraInfo, "camera_info", lambda msg: on_camera_info(self, msg), in_qos)
+            guard.subscribe(self, OodMaskArray, "ood/masks", self._on_masks,
+                            make_qos(p["masks.reliability"], p["masks.depth"]))
             if self.front.use_fixed:
                 from nav_msgs.msg import Odometry
 
-                self.create_subscription(Odometry, "odom", self._on_odom, make_qos(p["input.reliability"], 50))
+                guard.subscribe(self, Odometry, "odom", self._on_odom, make_qos(p["input.reliability"], 50))
             if self.front.use_tf_static:
                 try:
                     from tf2_msgs.msg import TFMessage
@@ -82,12 +83,12 @@ def _make_node_class():
                 latched = QoSProfile(history=HistoryPolicy.KEEP_LAST, depth=100,
                                      reliability=ReliabilityPolicy.RELIABLE,
                                      durability=DurabilityPolicy.TRANSIENT_LOCAL)
-                self.create_subscription(TFMessage, "/tf_static", self._on_tf_static, latched)
+                guard.subscribe(self, TFMessage, "/tf_static", self._on_tf_static, latched)
             out_qos = make_qos("reliable", 5)
             self.pub_obstacles = self.create_publisher(ObstacleArray, "obstacles", out_qos)
             self.pub_markers = self.create_publisher(MarkerArray, "obstacle_markers", out_qos)
             self.pub_diag = self.create_publisher(DiagnosticArray, "/diagnostics", 10)
-            self.create_timer(p["diagnostics.period_s"], self._publish_diagnostics)
+            guard.timer(self, p["diagnostics.period_s"], self._publish_diagnostics, "diagnostics")
             self._last_fused_mono = None
             self.stats.set_info("extrinsics", p["extrinsics.source"])
             self.stats.set_info("frame", "fixed (odometry)" if self.front.use_fixed else "sensor (LiDAR)")
@@ -114,11 +115,15 @@ def _make_node_class():
             if xyz.shape[0] == 0:
                 self.stats.count("empty_clouds")
             self.stats.set_info("last_cloud_points", xyz.shape[0])
-            match, reset = self.matcher.add_cloud(stamp_to_ns(msg.header.stamp), (xyz, msg.header.frame_id))
-            if reset:
+            # the header travels with the cloud: the obstacles of this cloud carry its stamp exactly as received
+            match, event = self.front.add_cloud(stamp_to_ns(msg.header.stamp), (xyz, msg.header))
+            if event == "skipped_out_of_order":
+                self._skip(event, "cloud stamped %d.%09d is older than the last tracked frame (late message; "
+                           "tracks kept)" % (msg.header.stamp.sec, msg.header.stamp.nanosec))
+            elif event == "time_reset":
                 self.stats.count("time_resets")
-                self.front.pipeline.reset()
-                self.get_logger().info("cloud stamps went backwards (bag loop?): time matching and tracks reset")
+                self.get_logger().info("cloud stamps went backwards by more than tracker.out_of_order_tolerance_s "
+                                       "(bag loop?): time matching and tracks reset")
             if match is not None:
                 self._on_match(match)
 
@@ -138,13 +143,16 @@ def _make_node_class():
                 reset = self.front.add_odometry(msg)
             except ValueError as exc:
                 self.stats.error("bad_odometry", str(exc))
+                self.get_logger().warning("odometry skipped: %s" % exc, throttle_duration_sec=2.0)
                 return
             if reset:
                 self.stats.count("odometry_time_resets")
 
         def _on_tf_static(self, msg):
+            self.stats.count("tf_static_received")
             for error in self.front.add_tf_message(msg):
                 self.stats.error("bad_tf_static", error)
+                self.get_logger().warning("/tf_static transform refused: %s" % error, throttle_duration_sec=2.0)
             self.stats.set_info("tf_static_frames", " ".join(self.front.tf.frames))
 
         # ------------------------------------------------------------------ processing
@@ -156,8 +164,8 @@ def _make_node_class():
             t_in = time.perf_counter()
             self.stats.count("matched")
             self.stats.set_info("last_match_dt_ms", "%.1f" % (match.dt_ns * 1e-6))
-            xyz, lidar_frame = match.cloud
-            out = self.front.fuse(match.item, xyz, match.cloud_stamp_ns, lidar_frame)
+            xyz, cloud_header = match.cloud
+            out = self.front.fuse(match.item, xyz, match.cloud_stamp_ns, cloud_header.frame_id)
             if out.skipped:
                 if out.skipped == "skipped_no_camera_info":
                     out.reason += " on '%s'" % self.resolve_topic_name("camera_info")
@@ -166,7 +174,8 @@ def _make_node_class():
             if step.reset:
                 self.get_logger().info("tracks reset (time went backwards or the tracking frame changed)")
             t_pub = time.perf_counter()
-            msgs = obstacle_messages(step, self.markers, self.params["output.include_tentative"])
+            msgs = obstacle_messages(step, self.markers, self.params["output.include_tentative"],
+                                     stamp=cloud_header.stamp)
             self.pub_obstacles.publish(msgs[OBSTACLES])
             self.pub_markers.publish(msgs[MARKERS])
             now = time.perf_counter()

@@ -28,15 +28,19 @@ OUTPUT_TYPES = {
 }
 
 
-def camera_messages(result, bgr, frame_masks, score_map=True, overlay=True):
+def camera_messages(result, bgr, frame_masks, score_map=True, overlay=True, header=None):
     """{relative topic: message} for one processed camera frame.
 
     ``result``: the PipelineResult; ``frame_masks``: ``result.frame_masks(stamp, frame_id)`` (stage
     timings included). The score map is the refined map when refinement ran, else the scorer's map
-    (32FC1, at the scorer's resolution: it is for audit, not for display).
+    (32FC1, at the scorer's resolution: it is for audit, not for display). ``header``: the source
+    image's std_msgs/Header, copied into every output as it is (a stamp with nanosec >= 1e9 or at the
+    end of the int32 range is the camera's to fix, not ours to renormalise); None builds it from
+    ``frame_masks``.
     """
-    header = make_header(frame_masks.stamp_ns, frame_masks.frame_id)
-    out = {MASKS: frame_masks_to_msg(frame_masks),
+    if header is None:
+        header = make_header(frame_masks.stamp_ns, frame_masks.frame_id)
+    out = {MASKS: frame_masks_to_msg(frame_masks, header=header),
            INSTANCE_IMAGE: numpy_to_image(frame_masks.instance_image(), "mono8", header=header)}
     if score_map:
         score = result.refined if result.refined is not None else result.score_map
@@ -47,11 +51,12 @@ def camera_messages(result, bgr, frame_masks, score_map=True, overlay=True):
     return out
 
 
-def obstacle_messages(step, marker_builder, include_tentative=False):
+def obstacle_messages(step, marker_builder, include_tentative=False, stamp=None):
     """{relative topic: message} for one tracked obstacle step (ObstacleStep).
 
     ``obstacles`` carries the confirmed tracks only unless ``include_tentative`` (one-frame
     artefacts must never reach the planner); the markers show every track (tentative in yellow).
+    ``stamp``: the source cloud's builtin_interfaces/Time, copied into the headers as it is.
     """
-    return {OBSTACLES: obstacle_frame_to_msg(step.frame(confirmed_only=not include_tentative)),
-            MARKERS: marker_builder.build(step.frame())}
+    return {OBSTACLES: obstacle_frame_to_msg(step.frame(confirmed_only=not include_tentative), stamp=stamp),
+            MARKERS: marker_builder.build(step.frame(), stamp=stamp)}

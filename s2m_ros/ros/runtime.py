@@ -34,6 +34,10 @@ def on_camera_info(node, msg):
     node.stats.count("camera_info_received")
     camera = decode_or_report(node, node.stats, "bad_camera_info", "CameraInfo", lambda: camera_info_to_camera(msg))
     if camera is not None:
+        for warning in camera.warnings:  # usable, but something in it is ignored (non-zero padding of D)
+            node.stats.count("camera_info_warnings")
+            node.stats.set_info("last_camera_info_warning", warning)
+            node.get_logger().warning("CameraInfo: %s" % warning, throttle_duration_sec=10.0)
         node.camera = camera
 
 
@@ -74,10 +78,47 @@ def run_node(node_factory, argv, help_str):
     if user:
         print("unknown argument(s) %s; see --help" % " ".join(user), file=sys.stderr)
         return 2
+    prog = argv[0].rsplit("/", 1)[-1]
+
+    def invalid(text):
+        print("[%s] invalid configuration: %s" % (prog, " ".join(str(text).split())), file=sys.stderr)
+        return 2
+
+    # --params-file FILE (after --ros-args): missing, a folder or not YAML is a one-line error, not rcl's
+    # "Couldn't parse params file" RCLError traceback
+    import yaml
+
+    for flag, path in zip(argv[1:], argv[2:]):
+        if flag != "--params-file":
+            continue
+        try:
+            with open(path, "rb") as f:
+                yaml.safe_load(f)
+        except IsADirectoryError:
+            return invalid("--params-file %s: is a folder, not a YAML file" % path)
+        except OSError as exc:
+            return invalid("--params-file %s: cannot be read (%s)" % (path, exc.strerror or exc))
+        except yaml.YAMLError as exc:
+            mark = getattr(exc, "problem_mark", None)
+            at = " at line %d, column %d" % (mark.line + 1, mark.column + 1) if mark is not None else ""
+            return invalid("--params-file %s: not valid YAML%s: %s" % (path, at, getattr(exc, "problem", None) or exc))
+        except ValueError as exc:  # bytes that are no text
+            return invalid("--params-file %s: not a YAML text file (%s)" % (path, exc))
     import rclpy
     from rclpy.executors import ExternalShutdownException, SingleThreadedExecutor
 
-    rclpy.init(args=argv)  # installs SIGINT and SIGTERM handlers that shut the context down
+    try:
+        rclpy.init(args=argv)  # installs SIGINT and SIGTERM handlers that shut the context down
+    except Exception as exc:
+        # rcl's own argument parsing (a params file it cannot read as parameters, a malformed -p / -r rule):
+        # a configuration problem, one line; anything else stays a visible error
+        import re
+
+        text = " ".join(str(exc).split())
+        if type(exc).__name__ != "RCLError" or not ("Couldn't parse" in text or "params file" in text):
+            raise
+        text = re.sub(r",? at \S+:\d+", "", text.replace("failed to initialize rcl: ", "")).strip(" ,")
+        return invalid(text)
     # The executor exists before the node says "started:": a signal right after that line ends the spin
     # (rclpy.spin made its executor only then and raised RCLError "context is not valid", exit 1).
     try:
@@ -86,7 +127,6 @@ def run_node(node_factory, argv, help_str):
         if rclpy.ok():
             raise
         return 0  # a signal during start-up, before there was anything to shut down
-    prog = argv[0].rsplit("/", 1)[-1]
     node = None
     try:
         node = node_factory()
@@ -97,9 +137,8 @@ def run_node(node_factory, argv, help_str):
     except (ParameterError, FileNotFoundError, ValueError) as exc:
         # ValueError: pipeline / scorer configuration errors (PipelineConfigError, ScorerConfigError);
         # FileNotFoundError: ModelFileError (path + the command that produces the file)
-        print("[%s] invalid configuration: %s" % (prog, exc), file=sys.stderr)
         rclpy.try_shutdown()
-        return 2
+        return invalid(exc)
     try:
         executor.add_node(node)
         executor.spin()

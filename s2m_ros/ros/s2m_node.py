@@ -13,7 +13,8 @@ import time
 from s2m_ros.ros.diagnostics import NodeStats, to_diagnostic_array
 from s2m_ros.ros.runtime import RELIABILITY_CHOICES, decode_or_report, help_text, make_qos, on_camera_info, run_node
 from s2m_ros.ros.params import ParamSpec, declare_all
-from s2m_ros.segmentation.pipeline import PipelineConfig, PipelineConfigError, S2MPipeline, parse_profile
+from s2m_ros.segmentation.pipeline import (MIN_IMAGE_SIDE, PipelineConfig, PipelineConfigError, S2MPipeline,
+                                           parse_profile)
 
 NODE_NAME = "s2m_node"
 
@@ -75,21 +76,32 @@ SUMMARY = ("s2m_ros camera node: anomaly masks of unknown objects from camera im
 
 
 def pipeline_config(p):
-    """PipelineConfig from the node's parameters (``pipeline.config`` YAML first, parameters on top)."""
-    data = {}
-    if p["pipeline.config"]:
-        import yaml
+    """PipelineConfig from the node's parameters (``pipeline.config`` YAML first, parameters on top).
 
-        with open(p["pipeline.config"]) as f:
-            loaded = yaml.safe_load(f) or {}
-        data = dict(loaded.get("pipeline", loaded))
+    Every problem is a PipelineConfigError on one line (exit code 2): the file missing, a folder, not YAML
+    or not a mapping (naming the path), a bad key or value in it (naming the dotted key and the file), a
+    model file the profile needs left empty (naming the node parameter).
+    """
+    from s2m_ros.segmentation.pipeline import check_model_files, load_pipeline_yaml
+
+    source = p["pipeline.config"]
+    data = load_pipeline_yaml(source, "pipeline.config") if source else {}
     data.update(profile=p["profile"], backend=p["backend"], threads=p["threads"], score_method=p["score.method"],
                 refine=p["pipeline.refine"])
-    for key, param in (("scorer_model", "models.scorer"), ("mobilesam_encoder", "models.mobilesam_encoder"),
-                       ("mobilesam_decoder", "models.mobilesam_decoder"), ("sml_stats", "score.sml_stats")):
+    params = (("scorer_model", "models.scorer"), ("mobilesam_encoder", "models.mobilesam_encoder"),
+              ("mobilesam_decoder", "models.mobilesam_decoder"), ("sml_stats", "score.sml_stats"))
+    for key, param in params:
         if p[param]:
             data[key] = p[param]
-    return PipelineConfig.from_dict(data)
+    try:
+        config = PipelineConfig.from_dict(data)
+    except PipelineConfigError as exc:
+        if not source:
+            raise
+        raise type(exc)("%s (pipeline.config %s)" % (exc, source)) from None
+    check_model_files(config, {key: "%s (node parameter %s%s)" % (key, param, ", or %s in pipeline.config" % key
+                                                                   if source else "") for key, param in params})
+    return config
 
 
 def _make_node_class():
@@ -97,7 +109,8 @@ def _make_node_class():
     from rclpy.node import Node
     from sensor_msgs.msg import CameraInfo, CompressedImage, Image
 
-    from s2m_ros.ros import outputs
+    from s2m_ros.ros import guard, outputs
+    from s2m_ros.ros.conversions import ConversionError
     from s2m_ros.ros.conversions.image import compressed_to_bgr8, image_to_bgr8
     from s2m_ros.ros.conversions.s2m_msgs import stamp_to_ns
     from s2m_ros.segmentation.model_scorer import NonFiniteOutputError
@@ -124,17 +137,18 @@ def _make_node_class():
                 self.pubs[outputs.OVERLAY] = self.create_publisher(Image, outputs.OVERLAY, out_qos)
             self.pub_diag = self.create_publisher(DiagnosticArray, "/diagnostics", 10)
             self.worker = LatestOnlyWorker(self._process, on_error=self._on_worker_error)
+            # every callback guarded: no single message (malformed bytes, a bug of ours) can end the node
             if p["input.transport"] == "raw":
-                self.create_subscription(Image, "image", self._on_image, in_qos)
+                guard.subscribe(self, Image, "image", self._on_image, in_qos)
             else:
-                self.create_subscription(CompressedImage, "image/compressed", self._on_compressed, in_qos)
+                guard.subscribe(self, CompressedImage, "image/compressed", self._on_compressed, in_qos)
             if p["camera_info.enabled"]:
-                self.create_subscription(CameraInfo, "camera_info", lambda msg: on_camera_info(self, msg), in_qos)
-            self.create_timer(p["diagnostics.period_s"], self._publish_diagnostics)
+                guard.subscribe(self, CameraInfo, "camera_info", lambda msg: on_camera_info(self, msg), in_qos)
+            guard.timer(self, p["diagnostics.period_s"], self._publish_diagnostics, "diagnostics")
             self.stats.info.update(profile=p["profile"], backend=p["backend"], scorer=self.pipeline.scorer_name,
                                    segmenter=self.pipeline.segmenter_name)
-            for stage in ("dropped_frames", "frames_processed", "processing_errors", "model_output_nonfinite",
-                          "bad_input", "time_resets", "errors_total"):
+            for stage in ("frames_received", "frames_decoded", "dropped_frames", "frames_processed", "processing_errors",
+                          "model_output_nonfinite", "bad_input", "malformed_messages", "time_resets", "errors_total"):
                 self.stats.count(stage, 0)
             self.get_logger().info("started: %s input on '%s', profile %s (scorer %s, segmenter %s, backend %s)" % (
                 p["input.transport"], self.resolve_topic_name(
@@ -149,6 +163,13 @@ def _make_node_class():
             self._handle(msg, lambda: compressed_to_bgr8(msg, max_pixels=self.params["input.max_pixels"]))
 
         def _handle(self, msg, decode):
+            def decode_checked():
+                bgr = decode()
+                if min(bgr.shape[:2]) < MIN_IMAGE_SIDE:
+                    raise ConversionError("image size", "%dx%d" % (bgr.shape[1], bgr.shape[0]), "smaller than the "
+                                          "pipeline's %dx%d minimum" % (MIN_IMAGE_SIDE, MIN_IMAGE_SIDE))
+                return bgr
+
             self.stats.count("frames_received")
             self.stats.tick("input")
             stamp_ns = stamp_to_ns(msg.header.stamp)
@@ -158,24 +179,25 @@ def _make_node_class():
                     (self._last_stamp_ns - stamp_ns) * 1e-9))
             self._last_stamp_ns = stamp_ns
             t0 = time.perf_counter()
-            bgr = decode_or_report(self, self.stats, "bad_input", "frame", decode)
+            bgr = decode_or_report(self, self.stats, "bad_input", "frame", decode_checked)
             if bgr is None:
                 return
             self.stats.count("frames_decoded")
             self.stats.set_info("last_frame", "%dx%d %s" % (bgr.shape[1], bgr.shape[0], msg.header.frame_id))
             decode_ms = (time.perf_counter() - t0) * 1e3
-            if self.worker.submit((stamp_ns, msg.header.frame_id, bgr, decode_ms, time.perf_counter())):
+            # the header travels with the frame and is copied into every output exactly as received
+            if self.worker.submit((stamp_ns, msg.header, bgr, decode_ms, time.perf_counter())):
                 self.stats.count("dropped_frames")
 
         # -- processing (worker thread) ----------------------------------------
         def _process(self, frame):
-            stamp_ns, frame_id, bgr, decode_ms, t_in = frame
+            stamp_ns, header, bgr, decode_ms, t_in = frame
             res = self.pipeline.process(bgr)
-            fm = res.frame_masks(stamp_ns, frame_id)
+            fm = res.frame_masks(stamp_ns, header.frame_id)
             fm.stage_ms = dict(decode=decode_ms, **fm.stage_ms)
             t_pub = time.perf_counter()
             msgs = outputs.camera_messages(res, bgr, fm, score_map=outputs.SCORE_MAP in self.pubs,
-                                           overlay=outputs.OVERLAY in self.pubs)
+                                           overlay=outputs.OVERLAY in self.pubs, header=header)
             for topic, msg in msgs.items():
                 self.pubs[topic].publish(msg)
             now = time.perf_counter()
@@ -188,6 +210,9 @@ def _make_node_class():
         def _on_worker_error(self, frame, exc):
             counter = "model_output_nonfinite" if isinstance(exc, NonFiniteOutputError) else "processing_errors"
             self.stats.error(counter, "%s: %s" % (type(exc).__name__, exc))
+            if counter == "processing_errors":
+                h, w = frame[2].shape[:2]
+                self.stats.set_info("last_processing_error", "%dx%d frame: %s: %s" % (w, h, type(exc).__name__, exc))
             self.get_logger().warning("frame skipped (%s): %s" % (counter, exc), throttle_duration_sec=2.0)
 
         # -- diagnostics ---------------------------------------------------

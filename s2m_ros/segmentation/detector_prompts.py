@@ -17,11 +17,12 @@ detector-input pixels, or fractions of the input size when ``normalized_boxes``.
 """
 import math
 from dataclasses import dataclass, field
-from typing import List, Sequence
+from typing import ClassVar, List, Sequence
 
 import cv2
 import numpy as np
 
+from s2m_ros.segmentation.config_check import check_fields
 from s2m_ros.segmentation.prompts import Prompt, nms
 from s2m_ros.inference.backend import create_session
 
@@ -57,6 +58,16 @@ class DetectorConfig:
     min_confidence: float = 0.5
     nms_iou: float = 0.5
     max_prompts: int = 10
+
+    # field -> rule (s2m_ros.segmentation.config_check); the types come from the annotations above
+    RULES: ClassVar[dict] = {
+        "input_width": "[0, inf)", "input_height": "[0, inf)", "channels": "[1, inf)", "normalize": NORMALIZATIONS,
+        "robust_clip": "(0, inf)", "std": lambda v: "has a 0 (values must be non-zero)" if 0 in v else None,
+        "output_format": OUTPUT_FORMATS, "box_format": BOX_FORMATS, "nms_iou": "[0, 1]", "max_prompts": "[1, inf)",
+    }  # min_confidence: any finite number (the detector's own confidence scale)
+
+    def __post_init__(self):
+        check_fields(self)
 
     def validate(self):
         for name, value, allowed in (("output_format", self.output_format, OUTPUT_FORMATS),

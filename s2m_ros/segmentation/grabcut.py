@@ -32,11 +32,12 @@ is no more anomalous than its surroundings. Where the crop has too few finite sc
 statistic is computed on the colour distance (Lab) to the crop border's median colour instead.
 """
 from dataclasses import dataclass
-from typing import List, Sequence
+from typing import ClassVar, List, Sequence
 
 import cv2
 import numpy as np
 
+from s2m_ros.segmentation.config_check import bad, check_fields
 from s2m_ros.segmentation.scores import mann_whitney_auc
 from s2m_ros.segmentation.segmenter import Segment, Segmenter
 from s2m_ros.types import box_from_mask
@@ -72,28 +73,17 @@ class GrabCutConfig:
     # Fill the holes of the kept component.
     fill_holes: bool = True
 
+    # field -> rule (s2m_ros.segmentation.config_check); the types come from the annotations above
+    RULES: ClassVar[dict] = {
+        "margin": "[0, inf)", "min_margin": "[0, inf)", "min_side": "[16, inf)", "max_pixels": "[256, inf)",
+        "iterations": "[1, inf)", "seed": "[0, 2147483647]", "box_slack": "[0, inf)", "score_k": "[0, inf)",
+        "point_radius": "[0, inf)", "negative_radius": "[0, inf)",
+    }
+
     def __post_init__(self):
-        _validate(self)
-
-
-def _validate(cfg):
-    def bad(name, rule):
-        raise ValueError("GrabCutConfig.%s = %r: %s" % (name, getattr(cfg, name), rule))
-
-    for name in ("margin", "box_slack", "point_radius"):
-        if not getattr(cfg, name) >= 0:
-            bad(name, "must be >= 0")
-    for name in ("min_margin", "negative_radius"):
-        if int(getattr(cfg, name)) < 0:
-            bad(name, "must be >= 0")
-    if int(cfg.min_side) < 16:
-        bad("min_side", "must be >= 16")
-    if int(cfg.max_pixels) < int(cfg.min_side) ** 2:
-        bad("max_pixels", "must be >= min_side^2 (%d)" % int(cfg.min_side) ** 2)
-    if int(cfg.iterations) < 1:
-        bad("iterations", "must be >= 1")
-    if not cfg.score_k >= 0:
-        bad("score_k", "must be >= 0")
+        check_fields(self)
+        if self.max_pixels < self.min_side ** 2:  # the rule between fields
+            raise bad(self, "max_pixels", "must be >= min_side^2 (%d)" % self.min_side ** 2)
 
 
 def _auc(pos, neg):

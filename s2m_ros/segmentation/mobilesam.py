@@ -41,11 +41,13 @@ image border, the signal to raise the margin (not measurable here without real w
 """
 import math
 import time
-from typing import List, Sequence
+from dataclasses import dataclass
+from typing import ClassVar, List, Optional, Sequence
 
 import cv2
 import numpy as np
 
+from s2m_ros.segmentation.config_check import check_fields
 from s2m_ros.segmentation.segmenter import Segment, Segmenter
 from s2m_ros.inference.backend import create_session, require_file
 
@@ -257,6 +259,29 @@ def prompt_points(prompts, image_size, use_point=True, use_negative_points=True)
         coords[i, :len(pts)] = pts
         labels[i, :len(lbl)] = lbl
     return apply_coords(coords, image_size).astype(np.float32), labels
+
+
+@dataclass
+class MobileSamOptions:
+    """The keyword options of :class:`MobileSamSegmenter` (the pipeline's ``mobilesam:`` mapping), with
+    the same defaults; checked when the pipeline configuration is made."""
+
+    multimask: bool = True
+    mask_threshold: float = 0.0
+    roi_margin: float = 0.25
+    roi_min_margin_px: int = 8
+    resize: str = "area"
+    use_point: bool = True
+    use_negative_points: bool = True
+    providers: Optional[Sequence[str]] = None
+    max_batch: int = 16
+
+    # field -> rule (s2m_ros.segmentation.config_check); the types come from the annotations above
+    RULES: ClassVar[dict] = {"roi_margin": "[0, inf)", "roi_min_margin_px": "[0, inf)", "resize": RESIZE_MODES,
+                             "max_batch": "[1, inf)"}
+
+    def __post_init__(self):
+        check_fields(self)
 
 
 class MobileSamSegmenter(Segmenter):

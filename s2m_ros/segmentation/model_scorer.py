@@ -39,7 +39,7 @@ import dataclasses
 import json
 import os
 from dataclasses import dataclass
-from typing import Optional, Sequence, Union
+from typing import ClassVar, Optional, Sequence, Union
 
 import cv2
 import numpy as np
@@ -47,16 +47,19 @@ import numpy as np
 from s2m_ros.segmentation.scores import (MASK_CLASSIFICATION_METHODS, SMLStats, mask_classification_score,  # noqa: F401
                                          resize_score, score_from_logits, smooth)  # (resize_score re-exported)
 from s2m_ros.inference.backend import create_session
+from s2m_ros.segmentation.config_check import PipelineConfigError, check_fields
 
 METHODS = ("msp", "maxlogit", "entropy", "energy", "sml")
+# every method name a config may hold (which ones fit depends on output_kind: checked by validate)
+ALL_METHODS = METHODS + tuple(m for m in MASK_CLASSIFICATION_METHODS if m not in METHODS) + ("score_map",)
 OUTPUT_KINDS = ("logits", "score", "mask_classification")
 CHANNEL_ORDERS = ("bgr", "rgb")
 INTERPOLATIONS = {"area": cv2.INTER_AREA, "linear": cv2.INTER_LINEAR, "nearest": cv2.INTER_NEAREST}
 DEFAULT_HINT = "s2m export espnet --weights espnet_p_2_q_8.pth --out %s"
 
 
-class ScorerConfigError(ValueError):
-    """The configuration is invalid, or does not fit the model's inputs/outputs."""
+class ScorerConfigError(PipelineConfigError):
+    """The configuration is invalid, or does not fit the model's inputs/outputs (a PipelineConfigError)."""
 
 
 class NonFiniteOutputError(RuntimeError):
@@ -89,8 +92,24 @@ class ScorerConfig:
     invert: bool = False  # negate a 'score' output whose higher values mean normal
     smooth_sigma: float = 0.0  # Gaussian smoothing of the score map, in output pixels
 
+    # field -> rule (s2m_ros.segmentation.config_check); the types come from the annotations above.
+    # Rules between fields (input size, method vs output_kind, sml_stats) are checked by validate().
+    RULES: ClassVar[dict] = {
+        "input_width": "[0, inf)", "input_height": "[0, inf)", "interpolation": tuple(INTERPOLATIONS),
+        "channel_order": CHANNEL_ORDERS, "scale": lambda v: None if v != 0 else "is not a non-zero number",
+        "mean": lambda v: _channel_values(v), "std": lambda v: _channel_values(v, nonzero=True),
+        "output": lambda v: _output_ref(v), "mask_output": lambda v: _output_ref(v), "output_kind": OUTPUT_KINDS,
+        "id_channels": lambda v: _id_channels_problem(v), "method": ALL_METHODS, "temperature": "(0, inf)",
+        "smooth_sigma": "[0, inf)",
+    }
+
+    def __post_init__(self):
+        check_fields(self, error=ScorerConfigError)
+
     def validate(self):
         """Return self, or raise :class:`ScorerConfigError` naming the bad parameter."""
+        check_fields(self, error=ScorerConfigError)  # again: fields may have been set since construction
+
         def bad(name, allowed):
             raise ScorerConfigError("scorer.%s=%r is invalid: %s" % (name, getattr(self, name), allowed))
 
@@ -155,6 +174,26 @@ class ScorerConfig:
         if isinstance(ids, (int, np.integer)):
             return slice(0, int(ids))
         return [int(i) for i in ids]
+
+
+def _channel_values(v, nonzero=False):
+    if len(v) not in (1, 3):
+        return "is not 1 or 3 numbers (one per channel, or one for all)"
+    if nonzero and 0 in v:
+        return "has a 0 (values must be non-zero)"
+    return None
+
+
+def _output_ref(v):
+    return "is not an output name or an index >= 0" if isinstance(v, int) and v < 0 else None
+
+
+def _id_channels_problem(v):
+    if isinstance(v, int) and v < 1:
+        return "is not a channel count >= 1 (or a list of channel indices, or null for all)"
+    if isinstance(v, tuple) and (not v or min(v) < 0 or len(set(v)) != len(v)):
+        return "is not a list of distinct channel indices >= 0"
+    return None
 
 
 PRESETS = {

@@ -16,11 +16,13 @@ This module imports no torch and no ROS; the node and the CLIs wrap it.
 import dataclasses
 import time
 from dataclasses import dataclass, field
-from typing import Any, Dict, List, Optional
+from typing import Any, ClassVar, Dict, List, Optional
 
 import cv2
 import numpy as np
 
+from s2m_ros.inference.backend import BACKENDS
+from s2m_ros.segmentation.config_check import PipelineConfigError, check_fields, check_overrides, from_mapping, show
 from s2m_ros.segmentation.grabcut import GrabCutConfig, GrabCutSegmenter
 from s2m_ros.segmentation.prompts import LevelSetPromptGenerator, Prompt, PromptConfig, scale_prompts
 from s2m_ros.segmentation.refinement import RefinementConfig, refine
@@ -33,6 +35,7 @@ SCORERS = ("surface", "espnet", "espnetv2", "onnx")
 SEGMENTERS = ("grabcut", "mobilesam")
 PROFILES = tuple("%s+%s" % (a, b) for a in SCORERS for b in SEGMENTERS)
 STAGES = ("score", "prompts", "upsample", "segment", "select", "compose", "refine")
+MIN_IMAGE_SIDE = 2  # smaller frames are refused by process() (and as bad input by s2m_node)
 
 EXPORT_HINTS = {
     "espnet": "s2m export espnet --weights espnet_p_2_q_8.pth --out espnet.onnx",
@@ -42,12 +45,20 @@ EXPORT_HINTS = {
 }
 
 
-class PipelineConfigError(ValueError):
-    """An invalid pipeline configuration; the message names the key."""
+# PipelineConfigError (defined in config_check, below every stage, so that they can raise it) is part
+# of this module's interface: ``from s2m_ros.segmentation.pipeline import PipelineConfigError``.
+SCORE_METHODS = ("msp", "maxlogit", "entropy", "energy", "sml", "score_map", "rba")
+PROMPT_GENERATORS = ("levels", "detector")
+# the model files each profile part needs: (config key, what it is, the profile parts that need it)
+MODEL_KEYS = (("scorer_model", "scorer", ("espnet", "espnetv2", "onnx")),
+              ("mobilesam_encoder", "MobileSAM encoder", ("mobilesam",)),
+              ("mobilesam_decoder", "MobileSAM decoder", ("mobilesam",)))
 
 
 def parse_profile(profile: str):
-    parts = str(profile).split("+")
+    if not isinstance(profile, str):
+        raise PipelineConfigError("profile must be a string <scorer>+<segmenter>, got %r" % (profile,))
+    parts = profile.split("+")
     if len(parts) != 2 or parts[0] not in SCORERS or parts[1] not in SEGMENTERS:
         raise PipelineConfigError("profile must be <scorer>+<segmenter> with scorer in %s and segmenter in %s, "
                                   "got %r" % (SCORERS, SEGMENTERS, profile))
@@ -81,44 +92,98 @@ class PipelineConfig:
     refine: bool = False
     refinement: RefinementConfig = field(default_factory=RefinementConfig)
 
+    # field -> rule (s2m_ros.segmentation.config_check); the types come from the annotations above. The
+    # stages check their own fields; ``scorer`` / ``detector`` / ``mobilesam`` are checked as overrides of
+    # ScorerConfig / DetectorConfig / MobileSamOptions.
+    RULES: ClassVar[dict] = {
+        "profile": lambda v: _profile_problem(v), "backend": BACKENDS, "threads": "[0, 64]",
+        "score_method": SCORE_METHODS, "smooth_sigma": "[0, inf)", "prompt_generator": PROMPT_GENERATORS,
+        "prompt_max_side": "[0, inf)",  # 0: the generator runs on the full score map
+    }
+
+    def __post_init__(self):
+        check_fields(self)
+        from s2m_ros.segmentation.detector_prompts import DetectorConfig
+        from s2m_ros.segmentation.mobilesam import MobileSamOptions
+        from s2m_ros.segmentation.model_scorer import ScorerConfig
+
+        self.scorer = check_overrides(ScorerConfig, self.scorer, "scorer.")
+        self.detector = check_overrides(DetectorConfig, self.detector, "detector.")
+        self.mobilesam = check_overrides(MobileSamOptions, self.mobilesam, "mobilesam.")
+
     @classmethod
     def from_dict(cls, data: Optional[Dict[str, Any]]):
-        """Build from plain (YAML) data; nested stage configs are dicts. Unknown keys are errors."""
-        return _from_dict(cls, data or {}, "")
+        """Build from plain (YAML) data; nested stage configs are dicts. Unknown keys, wrong types and
+        out-of-range values are errors (PipelineConfigError naming the dotted key)."""
+        return from_mapping(cls, {} if data is None else data, "")
 
     @classmethod
     def from_yaml(cls, path):
-        import yaml
-
-        with open(path) as f:
-            data = yaml.safe_load(f) or {}
-        return cls.from_dict(data.get("pipeline", data))
+        return cls.from_dict(load_pipeline_yaml(path))
 
     def to_dict(self):
         return dataclasses.asdict(self)
 
 
-def _from_dict(cls, data, prefix):
-    if not isinstance(data, dict):
-        raise PipelineConfigError("%s must be a mapping, got %r" % (prefix.rstrip(".") or "config", data))
-    fields = {f.name: f for f in dataclasses.fields(cls)}
-    kwargs = {}
-    for key, value in data.items():
-        if key not in fields:
-            raise PipelineConfigError("unknown key %r in %s (known: %s)"
-                                      % (prefix + key, cls.__name__, ", ".join(sorted(fields))))
-        f = fields[key]
-        default = f.default_factory() if f.default_factory is not dataclasses.MISSING else f.default
-        if dataclasses.is_dataclass(default):
-            kwargs[key] = _from_dict(type(default), value, prefix + key + ".")
-        elif isinstance(default, tuple) and isinstance(value, list):
-            kwargs[key] = tuple(value)  # YAML has no tuples
-        else:
-            kwargs[key] = value
+def _profile_problem(value):
     try:
-        return cls(**kwargs)
-    except (TypeError, ValueError) as exc:
-        raise PipelineConfigError("invalid %s: %s" % (prefix.rstrip(".") or cls.__name__, exc)) from exc
+        parse_profile(value)
+    except PipelineConfigError:
+        return "is not <scorer>+<segmenter> with scorer in %s and segmenter in %s" % (
+            ", ".join(SCORERS), ", ".join(SEGMENTERS))
+    return None
+
+
+def load_pipeline_yaml(path, what="pipeline config"):
+    """The mapping of pipeline keys in the YAML file ``path`` (under ``pipeline:`` or at the top; an empty
+    file is ``{}``). A missing or unreadable file, a folder, broken YAML or anything but a mapping is a
+    PipelineConfigError naming ``what`` and the path, on one line."""
+    import yaml
+
+    where = "%s %s" % (what, path)
+    try:
+        with open(path, "rb") as f:
+            loaded = yaml.safe_load(f)
+    except IsADirectoryError:
+        raise PipelineConfigError("%s: is a folder, not a YAML file" % where) from None
+    except OSError as exc:
+        raise PipelineConfigError("%s: cannot be read (%s)" % (where, exc.strerror or exc)) from None
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        at = " at line %d, column %d" % (mark.line + 1, mark.column + 1) if mark is not None else ""
+        problem = getattr(exc, "problem", None) or str(exc)
+        raise PipelineConfigError("%s: not valid YAML%s: %s" % (where, at, " ".join(str(problem).split()))) from None
+    except ValueError as exc:  # bytes that are no text (a binary file)
+        raise PipelineConfigError("%s: not a YAML text file (%s)" % (where, " ".join(str(exc).split()))) from None
+    if loaded is None:
+        return {}
+    if isinstance(loaded, dict) and "pipeline" in loaded:
+        loaded = {} if loaded["pipeline"] is None else loaded["pipeline"]
+    if not isinstance(loaded, dict):
+        raise PipelineConfigError("%s: must hold a mapping of pipeline keys (optionally under 'pipeline:'), got %s"
+                                  % (where, "a list" if isinstance(loaded, list) else show(loaded, 40)))
+    return dict(loaded)
+
+
+def check_model_files(config, names=None):
+    """Raise PipelineConfigError when ``config``'s profile needs a model file whose setting is empty.
+
+    ``names``: config key -> how the user gave it (e.g. ``{"scorer_model": "scorer_model (node parameter
+    models.scorer)"}``); the message names it, what the profile needs and the command that makes the file.
+    """
+    names = dict(names or {})
+    scorer, segmenter = parse_profile(config.profile)
+    for key, what, parts in MODEL_KEYS:
+        part = scorer if scorer in parts else segmenter if segmenter in parts else None
+        if part is None or getattr(config, key):
+            continue
+        if key == "scorer_model" and config.scorer.get("model"):
+            continue  # the model named in the scorer overrides (profile onnx)
+        raise PipelineConfigError("%s is empty: profile %s needs a %s ONNX file; make one with `%s`"
+                                  % (names.get(key, key), config.profile, what, EXPORT_HINTS[part]))
+    if config.prompt_generator == "detector" and not config.detector.get("model"):
+        raise PipelineConfigError("%s is empty: prompt_generator detector needs a score-map detector ONNX file "
+                                  "(export your detector to ONNX)" % names.get("detector.model", "detector.model"))
 
 
 @dataclass
@@ -198,7 +263,7 @@ def _build_prompt_generator(config):
     if config.prompt_generator == "detector":
         from s2m_ros.segmentation.detector_prompts import DetectorConfig, OnnxDetectorPromptGenerator
 
-        return OnnxDetectorPromptGenerator(_from_dict(DetectorConfig, config.detector, "detector."),
+        return OnnxDetectorPromptGenerator(from_mapping(DetectorConfig, config.detector, "detector."),
                                            backend=config.backend, threads=config.threads)
     raise PipelineConfigError("prompt_generator must be 'levels' or 'detector', got %r" % config.prompt_generator)
 
@@ -213,6 +278,7 @@ class S2MPipeline:
     def __init__(self, config: PipelineConfig = None):
         self.config = config = config or PipelineConfig()
         scorer_kind, segmenter_kind = parse_profile(config.profile)
+        check_model_files(config)  # an empty model setting: named, with the command that makes the file
         self.scorer = _build_scorer(config, scorer_kind)
         self.prompt_generator = _build_prompt_generator(config)
         self.segmenter = _build_segmenter(config, segmenter_kind)
@@ -225,7 +291,7 @@ class S2MPipeline:
     def process(self, image: np.ndarray) -> PipelineResult:
         """Run every stage on one HxWx3 uint8 BGR frame."""
         image = np.asarray(image)
-        if image.ndim != 3 or image.shape[2] != 3 or image.dtype != np.uint8 or min(image.shape[:2]) < 2:
+        if image.ndim != 3 or image.shape[2] != 3 or image.dtype != np.uint8 or min(image.shape[:2]) < MIN_IMAGE_SIDE:
             raise ValueError("expected an HxWx3 uint8 BGR image, got %s %s" % (image.dtype, image.shape))
         h, w = image.shape[:2]
         ms = {}

@@ -71,10 +71,12 @@ map's own statistics:
 import math
 import warnings
 from dataclasses import dataclass, field
-from typing import List, Tuple
+from typing import ClassVar, List, Tuple
 
 import cv2
 import numpy as np
+
+from s2m_ros.segmentation.config_check import check_fields
 
 # Growth constant bound for the number of 8-connected pixel shapes of a given size (a-contrario test count).
 _SHAPE_GROWTH = 8.0
@@ -134,6 +136,17 @@ class PromptConfig:
     nms_iou: float = 0.5
     # At most this many prompts per map (best first).
     max_prompts: int = 10
+
+    # field -> rule (s2m_ros.segmentation.config_check); the types come from the annotations above
+    RULES: ClassVar[dict] = {
+        "min_level_z": "(0, inf)", "level_ratio": "(1, inf)", "max_levels": "[2, inf)", "nfa_epsilon": "(0, inf)",
+        "min_area_px": "[1, inf)", "min_stability": "[1, inf)", "region_ratio": "[0, 1]", "trim_z": "(0, inf)",
+        "local_grid": "[0, inf)", "box_margin": "[0, inf)", "negative_points": "[0, 4]", "nms_iou": "[0, 1]",
+        "max_prompts": "[1, inf)",
+    }
+
+    def __post_init__(self):
+        check_fields(self)
 
 
 def box_iou(a, b) -> float:

@@ -29,12 +29,12 @@ Both steps commute with ``a * map + b`` for ``a > 0`` (up to float rounding): me
 normalised Gaussian are affine-equivariant and the Laplacian's sign and zeros are invariant.
 """
 from dataclasses import dataclass
-from typing import Optional, Sequence
+from typing import ClassVar, Optional, Sequence
 
 import cv2
 import numpy as np
 
-from s2m_ros.config import check_fields
+from s2m_ros.segmentation.config_check import check_fields
 from s2m_ros.segmentation.scores import as_score_map
 from s2m_ros.types import clip_mask_to_image
 
@@ -66,17 +66,16 @@ class RefinementConfig:
     felzenszwalb_sigma: float = 0.8
     felzenszwalb_min_size: int = 20
 
+    # field -> rule (s2m_ros.segmentation.config_check); the types come from the annotations above
+    RULES: ClassVar[dict] = {
+        "overlap": ("largest", "smallest"),
+        "gaussian_ksize": ["[1, inf)", lambda k: None if k % 2 == 1 else "is not odd (an odd integer >= 1)"],
+        "gaussian_sigma": "(0, inf)", "overseg_max_side": "[8, inf)", "felzenszwalb_scale": "(0, inf)",
+        "felzenszwalb_sigma": "[0, inf)", "felzenszwalb_min_size": "[1, inf)",
+    }
+
     def __post_init__(self):
-        checks = (
-            ("overlap", self.overlap in ("largest", "smallest"), "'largest' or 'smallest'"),
-            ("gaussian_ksize", self.gaussian_ksize >= 1 and self.gaussian_ksize % 2 == 1, "an odd integer >= 1"),
-            ("gaussian_sigma", self.gaussian_sigma > 0, "> 0"),
-            ("overseg_max_side", self.overseg_max_side >= 8, ">= 8"),
-            ("felzenszwalb_scale", self.felzenszwalb_scale > 0, "> 0"),
-            ("felzenszwalb_sigma", self.felzenszwalb_sigma >= 0, ">= 0"),
-            ("felzenszwalb_min_size", self.felzenszwalb_min_size >= 1, ">= 1"),
-        )
-        check_fields(self, checks)
+        check_fields(self)
 
 
 def oversegment(image_bgr: np.ndarray, config: RefinementConfig = RefinementConfig()) -> np.ndarray:

@@ -65,12 +65,12 @@ Kept masks get ids 1..K in order of support (best first).
 import math
 from collections import namedtuple
 from dataclasses import dataclass
-from typing import List, Optional, Sequence, Tuple
+from typing import ClassVar, List, Optional, Sequence, Tuple
 
 import cv2
 import numpy as np
 
-from s2m_ros.config import check_fields
+from s2m_ros.segmentation.config_check import bad, check_fields
 from s2m_ros.segmentation.scores import as_score_map
 from s2m_ros.segmentation.scores import mann_whitney_auc
 from s2m_ros.types import InstanceMask, box_from_mask, clip_mask_to_image
@@ -127,28 +127,19 @@ class SelectionConfig:
     merge_max_gap: float = 0.5
     merge_min_overlap: float = 0.7
 
+    # field -> rule (s2m_ros.segmentation.config_check); the types come from the annotations above
+    RULES: ClassVar[dict] = {
+        "statistic": ("auc", "sigma", "both"), "min_auc": "[0, 1]", "ring_ratio": "(0, inf)",
+        "ring_min_px": "[1, inf)", "ring_max_px": "[1, inf)", "ring_gap_ratio": "[0, 4]", "min_ring_px": "[1, inf)",
+        "min_valid_fraction": "[0, 1]", "min_quality": "[0, 1]", "max_area_fraction": "(0, 1]",
+        "min_area_px": "[1, inf)", "nms_iou": "[0, 1]", "nms_containment": "(0, 1]", "max_masks": "[1, inf)",
+        "merge_max_gap": "[0, 2]", "merge_min_overlap": "(0, 1]",
+    }  # min_contrast: any finite number
+
     def __post_init__(self):
-        checks = (
-            ("statistic", self.statistic in ("auc", "sigma", "both"), "'auc', 'sigma' or 'both'"),
-            ("min_auc", 0 <= self.min_auc <= 1, "in [0, 1]"),
-            ("min_contrast", math.isfinite(self.min_contrast), "a finite number"),
-            ("ring_ratio", self.ring_ratio > 0, "> 0"),
-            ("ring_min_px", self.ring_min_px >= 1, ">= 1"),
-            ("ring_max_px", self.ring_max_px >= self.ring_min_px, ">= ring_min_px"),
-            ("ring_gap_ratio", 0 <= self.ring_gap_ratio <= 4, "in [0, 4]"),
-            ("min_ring_px", self.min_ring_px >= 1, ">= 1"),
-            ("min_valid_fraction", 0 <= self.min_valid_fraction <= 1, "in [0, 1]"),
-            ("min_quality", 0 <= self.min_quality <= 1, "in [0, 1]"),
-            ("max_area_fraction", 0 < self.max_area_fraction <= 1, "in (0, 1]"),
-            ("min_area_px", self.min_area_px >= 1, ">= 1"),
-            ("nms_iou", 0 <= self.nms_iou <= 1, "in [0, 1]"),
-            ("nms_containment", 0 < self.nms_containment <= 1, "in (0, 1]"),
-            ("max_masks", self.max_masks >= 1, ">= 1"),
-            ("merge_bands", isinstance(self.merge_bands, bool), "true or false"),
-            ("merge_max_gap", 0 <= self.merge_max_gap <= 2, "in [0, 2]"),
-            ("merge_min_overlap", 0 < self.merge_min_overlap <= 1, "in (0, 1]"),
-        )
-        check_fields(self, checks)
+        check_fields(self)
+        if self.ring_max_px < self.ring_min_px:  # the rule between fields
+            raise bad(self, "ring_max_px", "must be >= ring_min_px (%d)" % self.ring_min_px)
 
 
 def _clip_to_image(roi, mask, width, height):

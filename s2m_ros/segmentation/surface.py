@@ -51,10 +51,12 @@ modelled, nothing is anomalous); maps of fewer than 32 rows are scored everywher
 """
 import math
 from dataclasses import dataclass
-from typing import Tuple
+from typing import ClassVar, Tuple
 
 import cv2
 import numpy as np
+
+from s2m_ros.segmentation.config_check import bad, check_fields
 
 _N_FEATURES = 4
 # Spread floors per feature (feature units): luminance (log), chroma x2 (log ratio), texture (log).
@@ -146,7 +148,23 @@ class SurfaceConfig:
     # colour (surface-coloured buildings, grey sky). Negative: only the drivable region decides.
     horizon: float = -1.0
 
+    # field -> rule (s2m_ros.segmentation.config_check); the types come from the annotations above
+    RULES: ClassVar[dict] = {
+        "max_side": "[8, inf)", "sample_top": "[0, 1]", "sample_bottom": "[0, 1]",
+        "sample_top_x": "[0, 1]", "sample_bottom_x": "[0, 1]", "max_samples": "[50, inf)",
+        "components": "[1, inf)", "kmeans_attempts": "[1, inf)", "kmeans_iterations": "[1, inf)",
+        "seed": "[0, 2147483647]", "material_z": "(0, inf)", "min_material_weight": "[0, 1)",
+        "min_material_span": "[0, 1]", "compact_material_weight": "[0, 1]", "max_materials": "[1, inf)",
+        "shadow_depth": "[0, inf)", "bright_tolerance": "[0, inf)", "shadow_chroma": "[0, inf)",
+        "illum_cell": "(0, 1]", "texture_sigma": "(0, inf)", "line_leak": "[0, 1)", "texture_offset": "(0, inf)",
+        "texture_weight": "[0, inf)", "dark_offset": "(0, inf)", "paint_chroma": "[0, 1]",
+        "paint_elongation": "[1, inf)", "paint_width_px": "[1, inf)", "ground_sigmas": "(0, inf)",
+        "envelope_window": "(0, 1]", "envelope_trim": "[0, 1)",
+        "horizon": "(-inf, 1)",  # a fraction of the height below 1; negative: estimated
+    }
+
     def __post_init__(self):
+        check_fields(self)
         _validate(self)
 
 
@@ -245,50 +263,13 @@ class SurfaceScorer:
 
 
 def _validate(cfg):
-    def bad(name, rule):
-        raise ValueError("SurfaceConfig.%s = %r: %s" % (name, getattr(cfg, name), rule))
-
-    def in_range(name, lo, hi, lo_open=False, hi_open=False):
-        v = getattr(cfg, name)
-        ok = (v > lo if lo_open else v >= lo) and (v < hi if hi_open else v <= hi)
-        if not ok:
-            bad(name, "must be in %s%g, %g%s" % ("(" if lo_open else "[", lo, hi, ")" if hi_open else "]"))
-
-    if int(cfg.max_side) < 8:
-        bad("max_side", "must be >= 8")
-    in_range("sample_top", 0.0, 1.0)
-    in_range("sample_bottom", 0.0, 1.0)
+    """The rules between fields (each field's own type and range: ``SurfaceConfig.RULES``)."""
     if not cfg.sample_top < cfg.sample_bottom:
-        bad("sample_top", "must be < sample_bottom (%r)" % (cfg.sample_bottom,))
+        raise bad(cfg, "sample_top", "must be < sample_bottom (%r)" % (cfg.sample_bottom,))
     for name in ("sample_top_x", "sample_bottom_x"):
-        v = getattr(cfg, name)
-        if len(v) != 2 or not 0.0 <= v[0] < v[1] <= 1.0:
-            bad(name, "must be (lo, hi) with 0 <= lo < hi <= 1")
-    if int(cfg.max_samples) < 50:
-        bad("max_samples", "must be >= 50")
-    for name in ("components", "kmeans_attempts", "kmeans_iterations", "max_materials"):
-        if int(getattr(cfg, name)) < 1:
-            bad(name, "must be >= 1")
-    in_range("min_material_weight", 0.0, 1.0, hi_open=True)
-    in_range("min_material_span", 0.0, 1.0)
-    in_range("compact_material_weight", 0.0, 1.0)
-    for name in ("material_z", "illum_cell", "texture_sigma", "texture_offset", "dark_offset", "ground_sigmas"):
-        if not getattr(cfg, name) > 0:
-            bad(name, "must be > 0")
-    in_range("illum_cell", 0.0, 1.0, lo_open=True)
-    for name in ("shadow_depth", "bright_tolerance", "shadow_chroma", "texture_weight"):
-        if not getattr(cfg, name) >= 0:
-            bad(name, "must be >= 0")
-    in_range("line_leak", 0.0, 1.0, hi_open=True)
-    in_range("envelope_window", 0.0, 1.0, lo_open=True)
-    in_range("paint_chroma", 0.0, 1.0)
-    if not cfg.paint_elongation >= 1.0:
-        bad("paint_elongation", "must be >= 1")
-    if int(cfg.paint_width_px) < 1:
-        bad("paint_width_px", "must be >= 1")
-    if not (cfg.horizon < 1.0 and math.isfinite(cfg.horizon)):
-        bad("horizon", "must be a fraction of the height below 1 (negative: estimated)")
-    in_range("envelope_trim", 0.0, 1.0, hi_open=True)
+        lo, hi = getattr(cfg, name)
+        if not lo < hi:
+            raise bad(cfg, name, "must be (lo, hi) with 0 <= lo < hi <= 1")
 
 
 def _check_image(image):

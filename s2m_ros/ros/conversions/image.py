@@ -8,6 +8,7 @@ and can be produced on output.
 import cv2
 import numpy as np
 
+from s2m_ros.files import MAX_IMAGE_PIXELS, ImageDataError, decode_image
 from s2m_ros.ros.conversions._buffer import as_uint8, to_byte_array
 from s2m_ros.ros.conversions.errors import ConversionError
 
@@ -29,8 +30,9 @@ ENCODINGS = {
 }
 
 # Upper bound on the pixels of an image we agree to decode (a 16k x 16k frame
-# is not a camera image, and decoding it would stall a real-time node).
-MAX_PIXELS_DEFAULT = 64 * 1024 * 1024
+# is not a camera image, and decoding it would stall a real-time node); the
+# same default as the file readers of s2m_ros.files.
+MAX_PIXELS_DEFAULT = MAX_IMAGE_PIXELS
 
 
 def _encoding_info(encoding, field="Image.encoding"):
@@ -154,12 +156,13 @@ def compressed_to_numpy(msg, max_pixels=MAX_PIXELS_DEFAULT):
     data = as_uint8(msg.data)
     if data.size == 0:
         raise ConversionError("CompressedImage.data", "0 bytes", "empty payload")
-    arr = cv2.imdecode(data, cv2.IMREAD_UNCHANGED)
-    if arr is None or arr.size == 0:
-        raise ConversionError("CompressedImage.data", "%d bytes" % data.size, "corrupt or truncated %s data" % fmt)
-    if arr.shape[0] * arr.shape[1] > max_pixels:
-        raise ConversionError("CompressedImage.data", "%dx%d" % (arr.shape[1], arr.shape[0]),
-                              "image larger than the limit of %d pixels" % max_pixels)
+    # The header is read (and its claimed size checked) before OpenCV allocates anything: a few hundred
+    # bytes can claim 65000x65000 pixels. The payload must be JPEG or PNG by content; which of the two
+    # the format string names does not matter (OpenCV sniffs the bytes, and some drivers mislabel).
+    try:
+        arr, _ = decode_image(data, cv2.IMREAD_UNCHANGED, max_pixels=max_pixels, formats=("JPEG", "PNG"))
+    except ImageDataError as exc:
+        raise ConversionError("CompressedImage.data", exc.value, exc.reason) from None
     if arr.ndim == 2:
         if arr.dtype == np.uint8:
             return arr, "mono8"

@@ -62,12 +62,15 @@ class MarkerBuilder:
         self.show_tentative = bool(show_tentative)
         self._published = {ns: set() for ns in NAMESPACES}
 
-    def build(self, frame):
-        """MarkerArray for an ObstacleFrame (header = the frame's stamp and frame_id)."""
+    def build(self, frame, stamp=None):
+        """MarkerArray for an ObstacleFrame (header = the frame's stamp and frame_id; ``stamp``: a
+        builtin_interfaces/Time to copy as it is instead, e.g. the source cloud's)."""
         from geometry_msgs.msg import Point, Pose, Quaternion, Vector3
+        from std_msgs.msg import Header
         from visualization_msgs.msg import Marker, MarkerArray
 
-        header = make_header(frame.stamp_ns, frame.frame_id)
+        header = make_header(frame.stamp_ns, frame.frame_id) if stamp is None else \
+            Header(stamp=stamp, frame_id=str(frame.frame_id))
         lifetime = _duration(self.lifetime_s)
         now = {ns: set() for ns in NAMESPACES}
         markers = []

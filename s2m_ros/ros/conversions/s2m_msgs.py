@@ -48,12 +48,14 @@ def _float(value):
     return float("nan") if value is None else float(value)
 
 
-def frame_masks_to_msg(frame):
-    """core FrameMasks -> s2m_ros/OodMaskArray (header stamp/frame copied exactly)."""
+def frame_masks_to_msg(frame, header=None):
+    """core FrameMasks -> s2m_ros/OodMaskArray (header stamp/frame copied exactly; ``header``: the source
+    image's std_msgs/Header to copy as it is, default built from the frame's stamp and frame id)."""
     from sensor_msgs.msg import Image
     from s2m_ros.msg import OodMask, OodMaskArray
 
-    header = make_header(frame.stamp_ns, frame.frame_id)
+    if header is None:
+        header = make_header(frame.stamp_ns, frame.frame_id)
     out = OodMaskArray(header=header, image_width=int(frame.width), image_height=int(frame.height),
                        scorer=str(frame.scorer), segmenter=str(frame.segmenter))
     out.stage_names = [str(k) for k in frame.stage_ms]
@@ -87,6 +89,10 @@ def msg_to_frame_masks(msg):
         x, y, w, h = box
         if x + w > width or y + h > height:
             raise ConversionError("OodMaskArray.masks[%d].roi" % i, box, "outside the %dx%d image" % (width, height))
+        pbox = _box(m.prompt_box)
+        if pbox[0] + pbox[2] > width or pbox[1] + pbox[3] > height:
+            raise ConversionError("OodMaskArray.masks[%d].prompt_box" % i, pbox,
+                                  "outside the %dx%d image" % (width, height))
         if w * h == 0:
             crop = np.zeros((h, w), dtype=bool)
         else:
@@ -100,7 +106,7 @@ def msg_to_frame_masks(msg):
             except ConversionError as exc:
                 raise ConversionError("OodMaskArray.masks[%d].mask" % i, exc.value, str(exc)) from None
         masks.append(InstanceMask(id=int(m.id), roi=box, mask=crop, anomaly_score=float(m.anomaly_score),
-                                  contrast=float(m.contrast), quality=float(m.quality), prompt_box=_box(m.prompt_box)))
+                                  contrast=float(m.contrast), quality=float(m.quality), prompt_box=pbox))
     return FrameMasks(stamp_ns=stamp_to_ns(msg.header.stamp), frame_id=str(msg.header.frame_id),
                       width=width, height=height, masks=masks, scorer=str(msg.scorer), segmenter=str(msg.segmenter),
                       stage_ms=dict(zip(msg.stage_names, (float(v) for v in msg.stage_latencies_ms))))
@@ -117,12 +123,15 @@ def _quaternion_to_yaw(q):
     return math.pi if yaw <= -math.pi else yaw  # (-pi, pi]: atan2(-0.0, -1) gives -pi
 
 
-def obstacle_frame_to_msg(frame):
-    """core ObstacleFrame -> s2m_ros/ObstacleArray."""
+def obstacle_frame_to_msg(frame, stamp=None):
+    """core ObstacleFrame -> s2m_ros/ObstacleArray (``stamp``: a builtin_interfaces/Time to copy into the
+    header as it is, e.g. the source cloud's; default built from ``frame.stamp_ns``)."""
     from geometry_msgs.msg import Point, Point32, Pose, Vector3
+    from std_msgs.msg import Header
     from s2m_ros.msg import Obstacle, ObstacleArray
 
-    out = ObstacleArray(header=make_header(frame.stamp_ns, frame.frame_id))
+    out = ObstacleArray(header=make_header(frame.stamp_ns, frame.frame_id) if stamp is None else
+                        Header(stamp=stamp, frame_id=str(frame.frame_id)))
     items = []
     for o in frame.obstacles:
         c, s, v = o.center, o.size, o.velocity
