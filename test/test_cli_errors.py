@@ -22,6 +22,8 @@ import cv2
 import numpy as np
 import pytest
 
+import image_bombs
+
 T0 = 1_700_000_000 * 10**9
 
 
@@ -249,17 +251,22 @@ def test_segment_skips_bad_images_and_writes_the_others(ws, tmp_path):
     (d / "d_truncated.jpg").write_bytes(jpg.tobytes()[: len(jpg) // 3])
     (d / "e_text.png").write_text("hello, not an image")
     cv2.imwrite(str(d / "f_good.png"), good_image(seed=2))
+    # decompression bombs (issue 19, 1): a 600-byte JPEG claiming 65000x65000, a 390 KB PNG of 20000x20000
+    (d / "g_bomb.jpg").write_bytes(image_bombs.jpeg_claiming(65000, 65000))
+    (d / "h_bomb.png").write_bytes(image_bombs.zeros_png())
     proc = run(["segment", d, "--out", tmp_path / "out"], ws)
     assert proc.returncode == 0 and "Traceback" not in proc.stderr, proc.stderr
     data = json.loads((tmp_path / "out" / "results.json").read_text())
     assert [pathlib.Path(r["image"]).name for r in data["images"]] == ["a_good.jpg", "f_good.png"]
     skipped = {pathlib.Path(s["item"]).name: s for s in data["skipped"]}
-    assert sorted(skipped) == ["b_1x1.png", "c_empty.jpg", "d_truncated.jpg", "e_text.png"]
+    assert sorted(skipped) == ["b_1x1.png", "c_empty.jpg", "d_truncated.jpg", "e_text.png", "g_bomb.jpg",
+                               "h_bomb.png"]
+    assert all("more than the limit" in skipped[name]["error"] for name in ("g_bomb.jpg", "h_bomb.png"))
     assert all(s["reason"] == "bad_input" and s["error"] for s in skipped.values())
-    assert data["n_skipped"] == 4 and data["n_images"] == 2
+    assert data["n_skipped"] == 6 and data["n_images"] == 2
     assert (tmp_path / "out" / "a_good.overlay.jpg").is_file() and (tmp_path / "out" / "f_good.instances.png").is_file()
     last = proc.stderr.splitlines()[-1]
-    assert last.startswith("s2m segment: skipped 4 of 6 image(s) (bad_input 4)") and "results.json" in last
+    assert last.startswith("s2m segment: skipped 6 of 8 image(s) (bad_input 6)") and "results.json" in last
     # nothing usable at all: results.json is still written, exit 2 with one error line at the end
     only_bad = tmp_path / "bad_only"
     only_bad.mkdir()

@@ -142,6 +142,37 @@ def test_obstacles_carry_the_cloud_stamp_exactly(start_node, share, probe):
         assert (msg.header.stamp.sec, msg.header.stamp.nanosec) == (400, 1_999_999_999)
 
 
+# ------------------------------------------------------------------------------------------ (1) bombs
+
+def test_decompression_bombs_are_bad_input_and_the_camera_node_goes_on(start_node, share, probe):
+    """Red team: a 600-byte CompressedImage whose JPEG (or PNG) header claims more than 2^30 pixels killed
+    s2m_node (OpenCV raised, exit 1); a 390 KB PNG of 20000x20000 zeros was decoded (+750 MB) first."""
+    import image_bombs
+    from sensor_msgs.msg import CompressedImage
+
+    from s2m_ros.msg import OodMaskArray
+    from s2m_ros.ros.conversions.image import numpy_to_compressed
+    from s2m_ros.ros.conversions.s2m_msgs import make_header
+
+    proc = _camera(start_node, share, "-p", "input.transport:=compressed", "-p", "input.reliability:=reliable",
+                   "-p", "input.depth:=10")
+    pub = probe.publisher(CompressedImage, "/image/compressed", reliable=True)
+    assert probe.wait_for_subscriber(pub)
+    masks = probe.collect(OodMaskArray, "/ood/masks")
+    bombs = (("jpeg", image_bombs.jpeg_claiming(65000, 65000)), ("png", image_bombs.png_claiming(70000, 70000)),
+             ("png", image_bombs.zeros_png()))
+    for fmt, data in bombs:
+        msg = CompressedImage(header=make_header(T0, "cam"), format=fmt)
+        msg.data = data
+        pub.publish(msg)
+    assert probe.spin_until(lambda: probe.counter("s2m_node", "bad_input") >= 3)
+    assert "more than the limit" in probe.diag("s2m_node")["last_error"]
+    good = numpy_to_compressed(np.full((48, 64, 3), 90, np.uint8), "bgr8", "jpeg", header=make_header(T0 + 1, "cam"))
+    assert probe.publish_until(pub, good, "s2m_node", "frames_processed", 1)
+    assert probe.spin_until(lambda: masks)
+    assert proc.proc.poll() is None and probe.counter("s2m_node", "processing_errors") == 0
+
+
 # ------------------------------------------------------------------------------------------ (7) large messages
 
 def test_4k_images_and_a_22_mb_cloud_arrive_on_the_default_best_effort_input(start_node, share, probe):

@@ -387,7 +387,7 @@ class Replayer:
         fm.stage_ms = dict(decode=decode_ms, **fm.stage_ms)
         keep = index in self._keep_overlays
         msgs = outputs.camera_messages(res, bgr, fm, score_map=self.config.score_map,
-                                       overlay=self.config.overlay or keep)
+                                       overlay=self.config.overlay or keep, header=msg.header)
         if keep:
             self.overlays.append((index, fm.stamp_ns, _image_array(msgs[outputs.OVERLAY])))
         if self._keep_masks:
@@ -415,7 +415,7 @@ class Replayer:
         except ConversionError as exc:
             self._reject(st, "bad_clouds", str(exc))
             return
-        match, event = self.front.add_cloud(stamp_to_ns(msg.header.stamp), (xyz, msg.header.frame_id))
+        match, event = self.front.add_cloud(stamp_to_ns(msg.header.stamp), (xyz, msg.header))
         if event == "skipped_out_of_order":
             st.error(event, "cloud stamp %d is older than the last tracked frame (late message; tracks kept)"
                      % stamp_to_ns(msg.header.stamp))
@@ -427,13 +427,13 @@ class Replayer:
     def _fuse(self, stamp_ns, match):
         st = self.fusion_stats
         st.count("matched")
-        xyz, lidar_frame = match.cloud
-        out = self.front.fuse(match.item, xyz, match.cloud_stamp_ns, lidar_frame)
+        xyz, cloud_header = match.cloud  # the header travels with the cloud: its stamp is copied exactly
+        out = self.front.fuse(match.item, xyz, match.cloud_stamp_ns, cloud_header.frame_id)
         if out.skipped:
             return st.error(out.skipped, out.reason)
         step = out.step
-        for topic, out in outputs.obstacle_messages(step, self.markers,
-                                                    self.params["output.include_tentative"]).items():
+        for topic, out in outputs.obstacle_messages(step, self.markers, self.params["output.include_tentative"],
+                                                    stamp=cloud_header.stamp).items():
             self._write(topic, stamp_ns, out)
         st.count("fused")
         st.tick("obstacles")
