@@ -269,3 +269,50 @@ def malformed_bytes(draw, message):
     else:
         data = data[:4]  # the CDR encapsulation header only
     return bytes(data)
+
+
+@st.composite
+def coherent_frame(draw):
+    """One frame that fusion_node can fuse: CameraInfo, /tf_static, odometry around the stamp, a cloud and a
+    mask array at the same stamp, in frames the other strategies never name; the cloud, the masks and
+    the calibration's distortion are still drawn at random (objects anywhere, NaN scores, masks on the
+    image border, padded D). Returns [(target, message), ...] in publishing order."""
+    import fusion_scene as fs
+    from nav_msgs.msg import Odometry
+    from sensor_msgs.msg import CameraInfo
+
+    from s2m_ros.bags.storage import tf_message
+    from s2m_ros.obstacles.geometry import transform_matrix
+    from s2m_ros.ros.conversions.pointcloud import xyz_to_cloud
+    from s2m_ros.ros.conversions.s2m_msgs import frame_masks_to_msg, make_header
+
+    t = draw(st.integers(1, FUZZ_MAX_SEC - 1)) * 10 ** 9
+    t_base_lidar = transform_matrix([1.2, 0.0, 1.9], [0.0, 0.0, 0.0, 1.0])
+    tf = tf_message([("fz_base", "fz_lidar", t_base_lidar),
+                     ("fz_base", "fz_cam", t_base_lidar @ np.linalg.inv(fs.T_CL))], t)
+    model, n_d = draw(st.sampled_from([("plumb_bob", 5), ("plumb_bob", 8), ("rational_polynomial", 8),
+                                       ("rational_polynomial", 14), ("equidistant", 4)]))
+    d = [draw(st.floats(-0.3, 0.3)) for _ in range(n_d)]
+    info = CameraInfo(header=make_header(t, "fz_cam"), width=fs.W, height=fs.H, distortion_model=model, d=d,
+                      k=[float(v) for v in fs.K.ravel()])
+    odom = []
+    for dt in (-10 ** 8, 10 ** 8):
+        o = Odometry(header=make_header(t + dt, "map"), child_frame_id="fz_base")
+        o.pose.pose.position.x = draw(st.floats(-100, 100))
+        o.pose.pose.orientation.w = 1.0
+        odom.append(("odom", o))
+    boxes = [((draw(st.floats(2, 60)), draw(st.floats(-15, 15))),
+              (draw(st.floats(0.05, 3)), draw(st.floats(0.05, 3)), draw(st.floats(0.05, 3))))
+             for _ in range(draw(st.integers(0, 3)))]
+    xyz = fs.cloud(boxes, seed=draw(st.integers(0, 1000)))
+    if draw(st.booleans()):
+        xyz[:: draw(st.integers(2, 50))] = np.nan
+    masks = []
+    for i in range(draw(st.integers(0, 4))):
+        x, y = draw(st.integers(0, fs.W - 1)), draw(st.integers(0, fs.H - 1))
+        w, h = draw(st.integers(1, fs.W - x)), draw(st.integers(1, fs.H - y))
+        masks.append(fs.rect_mask(x, y, w, h, draw(st.integers(1, 2 ** 32 - 1)),
+                                  score=draw(st.one_of(st.floats(-10, 10), st.just(float("nan"))))))
+    return ([("tf", tf), ("info", info)] + odom +
+            [("points", xyz_to_cloud(xyz, header=make_header(t, "fz_lidar"))),
+             ("masks", frame_masks_to_msg(fs.frame_masks(t, masks)))])

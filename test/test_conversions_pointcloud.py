@@ -503,3 +503,14 @@ def test_structured_to_cloud_bad_input():
     with pytest.raises(ConversionError) as err:
         xyz_to_cloud(np.zeros((4, 3)), intensity=np.zeros(5))
     assert err.value.field == "intensity"
+
+
+@pytest.mark.parametrize("point_step", [2 ** 31, 2 ** 32 - 1])
+def test_a_point_step_beyond_numpy_item_sizes_is_a_conversion_error(point_step):
+    """Found by the 10-minute message fuzzer: point_step >= 2^31 (a garbled wire message) made numpy raise
+    "integer won't fit into a C int" from cloud_dtype, counted as processing_errors instead of bad_cloud."""
+    msg = PointCloud2(height=1, width=1, point_step=point_step, row_step=point_step,
+                      fields=[PointField(name=n, offset=4 * i, datatype=PointField.FLOAT32, count=1)
+                              for i, n in enumerate("xyz")])
+    with pytest.raises(ConversionError, match="point_step.*larger than 2147483647"):
+        cloud_to_xyz(msg)

@@ -25,10 +25,12 @@ T_GOOD = 2 * fm.FUZZ_MAX_SEC * 10 ** 9  # good frames come after every fuzzed st
 RELIABLE = ("-p", "input.reliability:=reliable", "-p", "input.depth:=100", "-p", "diagnostics.period_s:=0.2")
 
 
-def _fuzz(probe, targets, seconds):
+def _fuzz(probe, targets, seconds, groups=None):
     """Publish random messages to ``targets`` ({name: (publisher, strategy)}) for ``seconds``: hypothesis runs
     of ``RUN_EXAMPLES`` batches each, seeded by their index (reproducible, and no two runs alike).
+    ``groups`` ({name: strategy of [(target, message), ...]}) are drawn like targets and published together.
     Returns ({target name: messages sent}, {target name: malformed sent})."""
+    groups = groups or {}
     sent = {name: 0 for name in targets}
     malformed = {name: 0 for name in targets}
     names = sorted(targets)
@@ -40,7 +42,12 @@ def _fuzz(probe, targets, seconds):
         @given(data=st.data())
         def batch(data):
             for _ in range(BATCH):
-                name = data.draw(st.sampled_from(names))
+                name = data.draw(st.sampled_from(names + list(groups)))
+                if name in groups:  # several messages that belong together (a frame fusion can fuse)
+                    for target, msg in data.draw(groups[name]):
+                        targets[target][0].publish(msg)
+                        sent[target] += 1
+                    continue
                 pub, strategy = targets[name]
                 msg = data.draw(strategy)
                 if data.draw(st.sampled_from(_MALFORMED_ONE_IN_TEN)):
@@ -144,7 +151,8 @@ def test_fusion_node_survives_fuzzing_of_every_input(start_node, share, probe):
     obstacles = probe.collect(ObstacleArray, "/obstacles")
     strategies = {"points": fm.point_cloud(), "masks": fm.ood_mask_array(), "info": fm.camera_info(),
                   "odom": fm.odometry(), "tf": fm.tf_message()}
-    sent, malformed = _fuzz(probe, {k: (pubs[k], strategies[k]) for k in pubs}, FUZZ_SECONDS)
+    sent, malformed = _fuzz(probe, {k: (pubs[k], strategies[k]) for k in pubs}, FUZZ_SECONDS,
+                            groups={"frame": fm.coherent_frame()})
 
     counters = ("clouds_received", "mask_arrays_received", "camera_info_received", "odometry_received",
                 "tf_static_received")
@@ -152,10 +160,11 @@ def test_fusion_node_survives_fuzzing_of_every_input(start_node, share, probe):
     assert probe.spin_until(lambda: _accounted(probe, "fusion_node", counters, total), timeout=60), (
         sent, malformed, probe.diag("fusion_node"))
     d = probe.diag("fusion_node")
-    assert int(d["processing_errors"]) == 0, d["last_error"]
+    assert int(d["processing_errors"]) == 0, d["last_processing_error"]
     for counter in ("bad_cloud", "bad_masks", "bad_camera_info", "bad_odometry", "bad_tf_static",
-                    "malformed_messages"):
+                    "malformed_messages", "fused"):
         assert int(d.get(counter, "0")) > 0, (counter, d)
+    fused_before = int(d["fused"])
 
     # a good frame is still fused: calibration, extrinsics and poses in frames the fuzzer never names
     T_base_lidar = transform_matrix([1.2, 0.0, 1.9], [0.0, 0.0, 0.0, 1.0])
@@ -176,4 +185,5 @@ def test_fusion_node_survives_fuzzing_of_every_input(start_node, share, probe):
         probe.diag("fusion_node")
     assert proc.proc.poll() is None
     assert "Traceback" not in proc.output()
-    print("fusion fuzz: sent %s (malformed %s) in %.0f s" % (sent, malformed, FUZZ_SECONDS))
+    print("fusion fuzz: sent %s (malformed %s) in %.0f s, %d frames fused" % (sent, malformed, FUZZ_SECONDS,
+                                                                             fused_before))

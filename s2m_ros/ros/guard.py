@@ -7,13 +7,28 @@ exception that escapes a callback, including a defect of ours, is counted as ``p
 its type and text and logged (rate-limited); the node goes on with the next message. Only
 KeyboardInterrupt / SystemExit (shutdown) pass through.
 """
+import os
+import traceback
 
 
-def _log(node, text):
+def _log(node, text, kind):
+    """Rate-limited warning, one limit per ``kind`` (rclpy throttles per call site, so each kind has its
+    own line below: a flood of malformed bytes must not hide the first defect of ours)."""
     try:
-        node.get_logger().warning(text, throttle_duration_sec=2.0)
+        if kind == "failed":
+            node.get_logger().warning(text, throttle_duration_sec=2.0)
+        elif kind == "malformed":
+            node.get_logger().warning(text, throttle_duration_sec=2.0)
+        else:
+            node.get_logger().warning(text, throttle_duration_sec=2.0)
     except Exception:  # the context may be going down under a signal: counting is what matters
         pass
+
+
+def _origin(exc):
+    """``file.py:line`` where ``exc`` was raised: a defect is found from the diagnostics alone."""
+    frames = traceback.extract_tb(exc.__traceback__)
+    return "%s:%d" % (os.path.basename(frames[-1].filename), frames[-1].lineno) if frames else "?"
 
 
 def guarded_call(node, where, fn, *args):
@@ -21,10 +36,10 @@ def guarded_call(node, where, fn, *args):
     try:
         return fn(*args)
     except Exception as exc:
-        text = "%s: %s: %s" % (where, type(exc).__name__, exc)
+        text = "%s: %s: %s (raised at %s)" % (where, type(exc).__name__, exc, _origin(exc))
         node.stats.error("processing_errors", text)
         node.stats.set_info("last_processing_error", text)
-        _log(node, "%s failed (%s: %s); the node goes on" % (where, type(exc).__name__, exc))
+        _log(node, "%s failed (%s: %s); the node goes on" % (where, type(exc).__name__, exc), "failed")
         return None
 
 
@@ -45,7 +60,7 @@ def subscribe(node, msg_type, topic, callback, qos):
             node.stats.error("malformed_messages", "'%s': %d bytes are not a valid %s (%s)" % (
                 shown, len(data), type_name, str(exc).splitlines()[0] if str(exc) else type(exc).__name__))
             _log(node, "malformed message on '%s' skipped: %d bytes are not a valid %s" % (
-                shown, len(data), type_name))
+                shown, len(data), type_name), "malformed")
             return
         guarded_call(node, where, callback, msg)
 

@@ -26,11 +26,16 @@ DATATYPES = {
 _DATATYPE_OF = {np.dtype(t).str[1:]: code for code, t in DATATYPES.items()}
 
 
+_MAX_POINT_STEP = 2 ** 31 - 1
+
+
 def cloud_dtype(fields, point_step, is_bigendian=False):
     """The numpy dtype (itemsize = point_step) that describes one point of a cloud."""
     point_step = int(point_step)
     if point_step <= 0:
         raise ConversionError("PointCloud2.point_step", point_step, "must be positive")
+    if point_step > _MAX_POINT_STEP:  # numpy's item size is a C int (found by the message fuzzer)
+        raise ConversionError("PointCloud2.point_step", point_step, "larger than %d bytes" % _MAX_POINT_STEP)
     order = ">" if is_bigendian else "<"
     names, formats, offsets, spans = [], [], [], []
     for f in fields:
