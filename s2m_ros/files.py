@@ -252,6 +252,54 @@ def _jsonable(x):
     return x
 
 
+class YamlFileError(ValueError):
+    """A YAML file that cannot be loaded. ``kind``: ``folder``, ``unreadable``, ``syntax`` or ``binary``;
+    ``detail``: one line (the OS error, or YAML's problem); ``line`` / ``column``: 1-based, when YAML says.
+    Each caller words the message its users see; ``reason`` is the wording of the node start-up checks."""
+
+    def __init__(self, path, kind, detail, line=None, column=None):
+        self.path, self.kind, self.detail, self.line, self.column = path, kind, detail, line, column
+        super().__init__("%s: %s" % (path, self.reason))
+
+    @property
+    def at(self):
+        return " at line %d, column %d" % (self.line, self.column) if self.line is not None else ""
+
+    def described(self, what):
+        """The commands' wording, naming the file as ``what``: ``cannot read <what> <path>: <detail>`` or
+        ``<what> <path> is not valid YAML: <problem> (line L, column C)``."""
+        if self.kind in ("folder", "unreadable"):
+            return "cannot read %s %s: %s" % (what, self.path, self.detail)
+        where = " (line %d, column %d)" % (self.line, self.column) if self.line is not None else ""
+        return "%s %s is not valid YAML: %s%s" % (what, self.path, self.detail, where)
+
+    @property
+    def reason(self):
+        return {"folder": "is a folder, not a YAML file", "unreadable": "cannot be read (%s)" % self.detail,
+                "syntax": "not valid YAML%s: %s" % (self.at, self.detail),
+                "binary": "not a YAML text file (%s)" % self.detail}[self.kind]
+
+
+def read_yaml_file(path):
+    """``yaml.safe_load`` of the file at ``path``, read as bytes (an encoding problem is a YAML error, not a
+    UnicodeDecodeError). Every failure is a :class:`YamlFileError`."""
+    import yaml
+
+    try:
+        with open(path, "rb") as f:
+            return yaml.safe_load(f)
+    except IsADirectoryError as exc:
+        raise YamlFileError(path, "folder", exc.strerror) from None
+    except OSError as exc:
+        raise YamlFileError(path, "unreadable", exc.strerror or str(exc)) from None
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        problem = " ".join(str(getattr(exc, "problem", None) or exc).split())
+        raise YamlFileError(path, "syntax", problem, *((mark.line + 1, mark.column + 1) if mark else ())) from None
+    except ValueError as exc:  # bytes that are no text (a binary file)
+        raise YamlFileError(path, "binary", " ".join(str(exc).split())) from None
+
+
 def write_json(path, data):
     """JSON with NaN/inf written as null (valid JSON for every reader). The text is made first, so a
     value that cannot be written is a TypeError before the file is touched; an OSError (full disk,

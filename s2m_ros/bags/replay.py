@@ -143,20 +143,13 @@ def read_params_file(path):
     """Flat {dotted name: value} of a ROS 2 params file (first node section, ``ros__parameters``).
 
     ParameterError (one line) when the file is missing, unreadable, not YAML or has no such section."""
-    import yaml
-
+    from s2m_ros.files import YamlFileError, read_yaml_file
     from s2m_ros.ros.params import ParameterError
 
     try:
-        with open(path, "rb") as f:  # bytes: an encoding problem is a YAML error, not UnicodeDecodeError
-            data = yaml.safe_load(f) or {}
-    except OSError as exc:
-        raise ParameterError("cannot read params file %s: %s" % (path, exc.strerror or exc)) from None
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        where = " (line %d, column %d)" % (mark.line + 1, mark.column + 1) if mark is not None else ""
-        problem = " ".join(str(getattr(exc, "problem", None) or exc).split())
-        raise ParameterError("params file %s is not valid YAML: %s%s" % (path, problem, where)) from None
+        data = read_yaml_file(path) or {}
+    except YamlFileError as exc:
+        raise ParameterError(exc.described("params file")) from None
     sections = data.values() if isinstance(data, dict) else ()
     for section in sections:
         if isinstance(section, dict) and "ros__parameters" in section:

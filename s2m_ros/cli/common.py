@@ -121,24 +121,16 @@ class ArgumentParser(argparse.ArgumentParser):
 
 
 def load_yaml_file(path, what="YAML file"):
-    """The data of a YAML file; UsageError (one line) when it is missing, unreadable or not YAML.
-    Read as bytes so that any encoding problem is a YAML error, not a UnicodeDecodeError."""
-    import yaml
+    """The data of a YAML file; UsageError (one line) when it is missing, unreadable or not YAML."""
+    from s2m_ros.files import YamlFileError, read_yaml_file
 
     path = str(path)
     if os.path.isdir(path):
         raise UsageError("%s %s is a folder, not a file" % (what, path))
     try:
-        with open(path, "rb") as f:
-            return yaml.safe_load(f)
-    except OSError as exc:
-        raise UsageError("cannot read %s %s: %s" % (what, path, exc.strerror or exc)) from exc
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        where = " (line %d, column %d)" % (mark.line + 1, mark.column + 1) if mark is not None else ""
-        problem = getattr(exc, "problem", None) or str(exc)
-        raise UsageError("%s %s is not valid YAML: %s%s" % (what, path, " ".join(str(problem).split()), where)) \
-            from exc
+        return read_yaml_file(path)
+    except YamlFileError as exc:
+        raise UsageError(exc.described(what)) from exc
 
 
 def _first_existing(path):

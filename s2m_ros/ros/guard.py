@@ -17,9 +17,7 @@ def _log(node, text, kind):
     try:
         if kind == "failed":
             node.get_logger().warning(text, throttle_duration_sec=2.0)
-        elif kind == "malformed":
-            node.get_logger().warning(text, throttle_duration_sec=2.0)
-        else:
+        else:  # "malformed"
             node.get_logger().warning(text, throttle_duration_sec=2.0)
     except Exception:  # the context may be going down under a signal: counting is what matters
         pass

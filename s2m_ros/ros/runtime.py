@@ -86,24 +86,15 @@ def run_node(node_factory, argv, help_str):
 
     # --params-file FILE (after --ros-args): missing, a folder or not YAML is a one-line error, not rcl's
     # "Couldn't parse params file" RCLError traceback
-    import yaml
+    from s2m_ros.files import YamlFileError, read_yaml_file
 
     for flag, path in zip(argv[1:], argv[2:]):
         if flag != "--params-file":
             continue
         try:
-            with open(path, "rb") as f:
-                yaml.safe_load(f)
-        except IsADirectoryError:
-            return invalid("--params-file %s: is a folder, not a YAML file" % path)
-        except OSError as exc:
-            return invalid("--params-file %s: cannot be read (%s)" % (path, exc.strerror or exc))
-        except yaml.YAMLError as exc:
-            mark = getattr(exc, "problem_mark", None)
-            at = " at line %d, column %d" % (mark.line + 1, mark.column + 1) if mark is not None else ""
-            return invalid("--params-file %s: not valid YAML%s: %s" % (path, at, getattr(exc, "problem", None) or exc))
-        except ValueError as exc:  # bytes that are no text
-            return invalid("--params-file %s: not a YAML text file (%s)" % (path, exc))
+            read_yaml_file(path)
+        except YamlFileError as exc:
+            return invalid("--params-file %s: %s" % (path, exc.reason))
     import rclpy
     from rclpy.executors import ExternalShutdownException, SingleThreadedExecutor
 

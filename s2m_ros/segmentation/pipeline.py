@@ -138,23 +138,13 @@ def load_pipeline_yaml(path, what="pipeline config"):
     """The mapping of pipeline keys in the YAML file ``path`` (under ``pipeline:`` or at the top; an empty
     file is ``{}``). A missing or unreadable file, a folder, broken YAML or anything but a mapping is a
     PipelineConfigError naming ``what`` and the path, on one line."""
-    import yaml
+    from s2m_ros.files import YamlFileError, read_yaml_file
 
     where = "%s %s" % (what, path)
     try:
-        with open(path, "rb") as f:
-            loaded = yaml.safe_load(f)
-    except IsADirectoryError:
-        raise PipelineConfigError("%s: is a folder, not a YAML file" % where) from None
-    except OSError as exc:
-        raise PipelineConfigError("%s: cannot be read (%s)" % (where, exc.strerror or exc)) from None
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        at = " at line %d, column %d" % (mark.line + 1, mark.column + 1) if mark is not None else ""
-        problem = getattr(exc, "problem", None) or str(exc)
-        raise PipelineConfigError("%s: not valid YAML%s: %s" % (where, at, " ".join(str(problem).split()))) from None
-    except ValueError as exc:  # bytes that are no text (a binary file)
-        raise PipelineConfigError("%s: not a YAML text file (%s)" % (where, " ".join(str(exc).split()))) from None
+        loaded = read_yaml_file(path)
+    except YamlFileError as exc:
+        raise PipelineConfigError("%s: %s" % (where, exc.reason)) from None
     if loaded is None:
         return {}
     if isinstance(loaded, dict) and "pipeline" in loaded:
