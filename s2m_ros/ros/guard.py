@@ -8,19 +8,33 @@ its type and text and logged (rate-limited); the node goes on with the next mess
 KeyboardInterrupt / SystemExit (shutdown) pass through.
 """
 import os
+import time
 import traceback
 
 
-def _log(node, text, kind):
-    """Rate-limited warning, one limit per ``kind`` (rclpy throttles per call site, so each kind has its
-    own line below: a flood of malformed bytes must not hide the first defect of ours)."""
-    try:
-        if kind == "failed":
-            node.get_logger().warning(text, throttle_duration_sec=2.0)
-        else:  # "malformed"
-            node.get_logger().warning(text, throttle_duration_sec=2.0)
-    except Exception:  # the context may be going down under a signal: counting is what matters
-        pass
+LOG_PERIOD_S = 2.0  # at most one warning per kind and input in this period (every event is counted)
+
+
+class _RateLimit:
+    """One warning per ``LOG_PERIOD_S`` for each key (an input and a kind of problem): bad bytes on one
+    topic, or a flood of them, never hide the first problem on another topic, nor a defect of ours.
+    rclpy's own ``throttle_duration_sec`` is one limit per line of code, shared by every topic."""
+
+    def __init__(self):
+        self._last = {}
+
+    def warn(self, node, key, text):
+        now = time.monotonic()
+        if now - self._last.get(key, -LOG_PERIOD_S) < LOG_PERIOD_S:
+            return
+        self._last[key] = now
+        try:
+            node.get_logger().warning(text)
+        except Exception:  # the context may be going down under a signal: counting is what matters
+            pass
+
+
+_RATE = _RateLimit()
 
 
 def _origin(exc):
@@ -37,7 +51,8 @@ def guarded_call(node, where, fn, *args):
         text = "%s: %s: %s (raised at %s)" % (where, type(exc).__name__, exc, _origin(exc))
         node.stats.error("processing_errors", text)
         node.stats.set_info("last_processing_error", text)
-        _log(node, "%s failed (%s: %s); the node goes on" % (where, type(exc).__name__, exc), "failed")
+        _RATE.warn(node, (id(node), where, "failed"),
+                   "%s failed (%s: %s); the node goes on" % (where, type(exc).__name__, exc))
         return None
 
 
@@ -57,8 +72,8 @@ def subscribe(node, msg_type, topic, callback, qos):
         except Exception as exc:
             node.stats.error("malformed_messages", "'%s': %d bytes are not a valid %s (%s)" % (
                 shown, len(data), type_name, str(exc).splitlines()[0] if str(exc) else type(exc).__name__))
-            _log(node, "malformed message on '%s' skipped: %d bytes are not a valid %s" % (
-                shown, len(data), type_name), "malformed")
+            _RATE.warn(node, (id(node), shown, "malformed"), "malformed message on '%s' skipped: %d bytes are not a "
+                       "valid %s" % (shown, len(data), type_name))
             return
         guarded_call(node, where, callback, msg)
 
